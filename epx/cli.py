@@ -1,0 +1,124 @@
+"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``download``, ``convert``.
+
+Training itself is ``python launch.py …`` (Hydra owns that command line). ``run_job`` is the
+glue between Hydra and ``epx.run.train``: in a single run, bad input ends the process with
+one line naming the problem and exit code 2; in a multirun the error is recorded in the
+job's metrics.json and re-raised so the other jobs of the grid still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+log = logging.getLogger("epx")
+
+
+def run_job(cfg) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from epx.data.errors import InputError
+    from epx.run import train
+
+    try:
+        record = train(cfg)
+    except InputError as err:
+        multirun = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+        if multirun:
+            raise
+        print(f"epx: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    metric = record["test"].get("pearson", record["test"].get("auroc"))
+    return metric
+
+
+def compose(overrides: list[str]):
+    """The job config for ``overrides`` without running Hydra's app (for CLI tools and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import epx.selection  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def prepare(argv: list[str]) -> int:
+    """``epx prepare dataset=... cell=E003,E114 [mark=...]``: build each cell's cache now."""
+    from hydra.utils import instantiate
+
+    from epx.constants import MARKS
+    from epx.data.cache import CellCache
+    from epx.data.errors import InputError
+    from epx.selection import check_cell, parse_marks
+
+    cells = None
+    overrides = []
+    for item in argv:
+        if item.startswith("cell="):
+            cells = item.split("=", 1)[1].split(",")
+        else:
+            overrides.append(item)
+    cfg = compose(overrides)
+    cells = cells or [str(cfg.cell)]
+    try:
+        marks = parse_marks(cfg.mark) if any(o.startswith("mark=") for o in overrides) else MARKS
+        spec = instantiate(cfg.dataset.spec).materialize()
+        for cell in cells:
+            if cfg.dataset.get("cells"):
+                check_cell(cell, cfg.dataset.cells, f"dataset={cfg.dataset.name}")
+            available = [m for m in marks if spec.signal_path(cell, m).exists()]
+            spec.check([cell], available or marks)
+            path = CellCache(spec, cell, cfg.paths.cache_dir).ensure(available)
+            print(f"{cell}: {', '.join(available)} -> {path}")
+    except InputError as err:
+        print(f"epx: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    commands = {
+        "synth": lambda rest: _synth(rest),
+        "prepare": prepare,
+        "summarize": lambda rest: _summarize(rest),
+    }
+    parser = argparse.ArgumentParser(prog="epx", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=[*commands, "download", "convert"])
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    if argv[0] in ("download", "convert"):
+        return _roadmap(argv)
+    args, rest = parser.parse_known_args(argv[:1])
+    return int(commands[args.command](argv[1:]) or 0)
+
+
+def _synth(rest: list[str]) -> int:
+    from epx.data.synthetic import main as synth_main
+
+    return synth_main(rest) or 0
+
+
+def _summarize(rest: list[str]) -> int:
+    from epx.analysis.summary import main as summarize_main
+
+    return summarize_main(rest) or 0
+
+
+def _roadmap(argv: list[str]) -> int:
+    from epx.roadmap.cli import add_subcommands
+
+    parser = argparse.ArgumentParser(prog="epx")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Binned-signal cache: prepare once per cell, train many (DESIGN §2.2).
+
+Contract: ``CellCache(spec, cell, cache_dir, bin_bp=100)``; ``.ensure(marks)`` makes sure
+``{cache_dir}/{fingerprint}/{cell}.h5`` holds every requested mark at ``bin_bp`` genome-wide
+(mean per-bp signal, float32, chunked, compressed) and returns its path; ``.load(marks)``
+returns ``{chrom: float32 (n_bins, M)}`` in memory.
+
+Invariants:
+- the directory fingerprint covers the dataset root, chromosome sizes, bin size, dtype and
+  the cache format; each mark inside records its source bigWig's (path, size, mtime), so a
+  changed input rebuilds that mark and an unchanged one never does;
+- writes are atomic (temp file in the same directory + ``os.replace``) and the file is
+  marked complete last: a truncated, foreign or half-written file is rebuilt, never read;
+- a file lock per cell makes concurrent jobs of one grid build a cell once; by default the
+  first build takes every mark the cell has on disk so later jobs with other marks reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+from filelock import FileLock
+
+from epx.constants import MARKS
+from epx.data.bigwig import read_binned
+from epx.data.contract import DatasetSpec
+from epx.data.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def source_signature(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def fingerprint(spec: DatasetSpec, chrom_sizes: dict[str, int], bin_bp: int, dtype: str) -> str:
+    key = {
+        "root": str(spec.root.resolve()),
+        "signal": spec.files["signal"],
+        "chrom_sizes": chrom_sizes,
+        "bin_bp": bin_bp,
+        "dtype": dtype,
+        "format": FORMAT_VERSION,
+    }
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CellCache:
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        cell: str,
+        cache_dir: str | Path,
+        *,
+        bin_bp: int = 100,
+        dtype: str = "float32",
+        compression: str | None = "lzf",
+        prefetch_all_marks: bool = True,
+        chrom_sizes: dict[str, int] | None = None,
+    ):
+        self.spec, self.cell, self.bin_bp, self.dtype = spec, cell, bin_bp, dtype
+        self.compression = compression
+        self.prefetch_all_marks = prefetch_all_marks
+        self.chrom_sizes = chrom_sizes or spec.chrom_sizes(cell, self._marks_on_disk() or MARKS)
+        self.dir = Path(cache_dir) / fingerprint(spec, self.chrom_sizes, bin_bp, dtype)
+        self.path = self.dir / f"{cell}.h5"
+
+    # -- validity -------------------------------------------------------------------------
+    def _marks_on_disk(self) -> list[str]:
+        return [m for m in MARKS if self.spec.signal_path(self.cell, m).exists()]
+
+    def valid_marks(self) -> dict[str, dict]:
+        """Marks in the cache file whose recorded source matches the file on disk now."""
+        if not self.path.exists():
+            return {}
+        try:
+            with h5py.File(self.path, "r") as f:
+                if (
+                    f.attrs.get("format") != FORMAT_VERSION
+                    or not f.attrs.get("complete", False)
+                    or int(f.attrs.get("bin_bp", -1)) != self.bin_bp
+                    or json.loads(f.attrs.get("chrom_sizes", "{}")) != self.chrom_sizes
+                ):
+                    log.warning("cache %s is incomplete or from other settings; rebuilding it", self.path)
+                    return {}
+                recorded = {m: json.loads(f[m].attrs["source"]) for m in f.keys()}
+        except (OSError, KeyError, ValueError) as err:
+            log.warning("cache %s is unreadable (%s); rebuilding it", self.path, err)
+            return {}
+        valid = {}
+        for mark, sig in recorded.items():
+            src = self.spec.signal_path(self.cell, mark)
+            if src.exists() and source_signature(src) == sig:
+                valid[mark] = sig
+        return valid
+
+    # -- build ----------------------------------------------------------------------------
+    def ensure(self, marks: Sequence[str]) -> Path:
+        if set(marks) <= set(self.valid_marks()):
+            return self.path
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            valid = self.valid_marks()  # another job may have built it while we waited
+            wanted = set(marks) | (set(self._marks_on_disk()) if self.prefetch_all_marks else set())
+            todo = [m for m in MARKS if m in wanted and m not in valid] + sorted(set(marks) - set(MARKS) - set(valid))
+            if todo or not set(marks) <= set(valid):
+                self._write(keep=sorted(valid), build=todo)
+        return self.path
+
+    def _write(self, keep: list[str], build: list[str]) -> None:
+        for stale in self.dir.glob(f"{self.cell}.h5.tmp-*"):
+            stale.unlink(missing_ok=True)  # left by a killed build; we hold the lock
+        tmp = self.dir / f"{self.cell}.h5.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with h5py.File(tmp, "w") as out:
+                out.attrs["format"] = FORMAT_VERSION
+                out.attrs["bin_bp"] = self.bin_bp
+                out.attrs["cell"] = self.cell
+                out.attrs["chrom_sizes"] = json.dumps(self.chrom_sizes)
+                if keep:
+                    with h5py.File(self.path, "r") as old:
+                        for mark in keep:
+                            old.copy(old[mark], out, name=mark)
+                for mark in build:
+                    src = self.spec.signal_path(self.cell, mark)
+                    if not src.exists():
+                        raise InputError(f"missing bigWig for cell {self.cell}, mark {mark}: {src}")
+                    log.info("caching %s %s from %s", self.cell, mark, src)
+                    binned = read_binned(src, self.chrom_sizes, bin_bp=self.bin_bp)
+                    group = out.create_group(mark)
+                    group.attrs["source"] = json.dumps(source_signature(src))
+                    for chrom, values in binned.items():
+                        group.create_dataset(
+                            chrom,
+                            data=values.astype(self.dtype, copy=False),
+                            chunks=(min(values.shape[0], 1 << 16),),
+                            compression=self.compression,
+                        )
+                out.attrs["complete"] = True
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        (self.dir / "dataset.json").write_text(
+            json.dumps({"root": str(self.spec.root.resolve()), "bin_bp": self.bin_bp, "dtype": self.dtype}, indent=1)
+        )
+
+    # -- read -----------------------------------------------------------------------------
+    def load(self, marks: Sequence[str], chroms: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """``{chrom: float32 (n_bins, M)}`` for ``marks`` in the given order."""
+        self.ensure(marks)
+        chroms = list(self.chrom_sizes) if chroms is None else list(chroms)
+        out = {}
+        with h5py.File(self.path, "r") as f:
+            for chrom in chroms:
+                out[chrom] = np.stack([f[m][chrom][:] for m in marks], axis=1).astype(np.float32, copy=False)
+        return out

@@ -1,0 +1,44 @@
+"""Chromosome sizes: from a 2-column ``chrom.sizes`` file, a bigWig header, or a dict.
+
+Contract: ``read_chrom_sizes(source) -> dict[str, int]`` in file order. ``source`` is a
+path to a ``chrom.sizes`` file, a path to a bigWig (its header is used), or an in-memory
+``{chrom: length}`` mapping (returned as a copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pyBigWig
+
+from epx.data.errors import InputError
+
+BIGWIG_SUFFIXES = (".bw", ".bigwig", ".bigWig")
+
+
+def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
+    if isinstance(source, Mapping):
+        return {str(k): int(v) for k, v in source.items()}
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"chrom sizes file not found: {path}")
+    if path.name.endswith(BIGWIG_SUFFIXES):
+        bw = pyBigWig.open(str(path))
+        if bw is None:
+            raise InputError(f"{path} is not a readable bigWig file")
+        try:
+            return dict(bw.chroms())
+        finally:
+            bw.close()
+    sizes: dict[str, int] = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise InputError(f"{path}:{n}: expected 'chrom<TAB>length', got {line!r}")
+        sizes[parts[0]] = int(parts[1])
+    if not sizes:
+        raise InputError(f"{path} lists no chromosomes")
+    return sizes

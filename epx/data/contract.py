@@ -1,0 +1,89 @@
+"""A dataset folder in the input contract (DESIGN §2.1), described by its config.
+
+Contract: ``DatasetSpec(root, files, interactions, folds, name, generator)`` built by Hydra
+from ``conf/dataset/*.yaml``. ``files`` maps each contract file to a pattern relative to
+``root`` (``signal`` uses ``{cell}`` and ``{mark}``; ``interactions`` uses ``{cell}``), so
+Roadmap's own names (``{cell}-{mark}.fc.signal.bigwig``) work unchanged. ``generator`` is an
+optional callable ``generator(root)`` that materialises the folder on first use (the
+built-in synthetic dataset). ``check(cells, marks)`` fails before any long work with one
+error per problem naming the cell, mark and expected path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epx.data.chromsizes import read_chrom_sizes
+from epx.data.errors import InputError
+
+DEFAULT_FILES = {
+    "signal": "signals/{cell}-{mark}.bigwig",
+    "tss": "tss.bed",
+    "expression": "expression.tsv",
+    "interactions": "interactions/{cell}.bedpe",
+    "chrom_sizes": "chrom.sizes",
+}
+
+
+@dataclass
+class DatasetSpec:
+    root: str | Path
+    files: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FILES))
+    interactions: Mapping[str, Any] = field(default_factory=lambda: {"score_kind": "frequency", "threshold": 1.5})
+    folds: Mapping[str, Any] = field(default_factory=lambda: {"scheme": "chromoformer"})
+    name: str = "folder"
+    generator: Callable[[Path], Any] | None = None
+
+    def __post_init__(self):
+        self.root = Path(os.path.expanduser(str(self.root)))
+        self.files = {**DEFAULT_FILES, **dict(self.files or {})}
+
+    # -- paths -------------------------------------------------------------------------
+    def path(self, key: str, **fmt: str) -> Path:
+        return self.root / self.files[key].format(**fmt)
+
+    def signal_path(self, cell: str, mark: str) -> Path:
+        return self.path("signal", cell=cell, mark=mark)
+
+    def interactions_path(self, cell: str) -> Path:
+        return self.path("interactions", cell=cell)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def materialize(self) -> "DatasetSpec":
+        """Generate the folder if this dataset has a generator (idempotent, locked)."""
+        if self.generator is not None:
+            self.generator(self.root)
+        return self
+
+    def check(self, cells: Iterable[str], marks: Iterable[str]) -> None:
+        if not self.root.is_dir():
+            raise InputError(
+                f"dataset folder not found: {self.root}. Set dataset.root=/path/to/folder "
+                "(a folder in the epx input contract, see README 'Use your own data')."
+            )
+        for key in ("tss", "expression"):
+            if not self.path(key).exists():
+                raise InputError(f"dataset {self.name}: missing {key} file {self.path(key)} (pattern dataset.files.{key}={self.files[key]!r})")
+        missing = [(c, m, self.signal_path(c, m)) for c in cells for m in marks if not self.signal_path(c, m).exists()]
+        if missing:
+            lines = "\n".join(f"  cell {c}, mark {m}: {p}" for c, m, p in missing[:10])
+            more = f"\n  … and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise InputError(
+                f"dataset {self.name}: missing bigWig for {len(missing)} requested cell/mark pair(s):\n{lines}{more}\n"
+                f"Download/convert them (epx download roadmap …), choose other marks, or fix dataset.files.signal={self.files['signal']!r}."
+            )
+
+    def chrom_sizes(self, cell: str, marks: Iterable[str]) -> dict[str, int]:
+        """From ``chrom.sizes`` when present, else the union of the bigWig headers."""
+        sizes_path = self.path("chrom_sizes")
+        if sizes_path.exists():
+            return read_chrom_sizes(sizes_path)
+        sizes: dict[str, int] = {}
+        for mark in marks:
+            for chrom, length in read_chrom_sizes(self.signal_path(cell, mark)).items():
+                sizes[chrom] = max(length, sizes.get(chrom, 0))
+        return sizes

@@ -1,0 +1,42 @@
+"""Chromatin interactions: BEDPE with 8 columns (chrom1 start1 end1 chrom2 start2 end2 name score).
+
+Contract: ``read_interactions(source) -> DataFrame[chrom1,start1,end1,chrom2,start2,end2,name,score]``.
+``source`` is a path, a DataFrame with those columns, or None (no file → empty table: a cell
+without interactions is allowed; the distal models then see no pCREs / an empty graph).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from epx.data.errors import InputError
+
+COLUMNS = ["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]
+DTYPES = {"chrom1": str, "start1": "int64", "end1": "int64", "chrom2": str, "start2": "int64", "end2": "int64", "name": str, "score": "float64"}
+
+
+def empty_interactions() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t if t is not str else object) for c, t in DTYPES.items()})
+
+
+def read_interactions(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
+    if source is None:
+        return empty_interactions()
+    if isinstance(source, pd.DataFrame):
+        return source[COLUMNS].astype(DTYPES).reset_index(drop=True)
+    path = Path(source)
+    if not path.exists():
+        return empty_interactions()
+    if path.stat().st_size == 0:
+        return empty_interactions()
+    raw = pd.read_csv(path, sep="\t", header=None, comment="#", dtype={0: str, 3: str, 6: str})
+    if raw.shape[1] < 8:
+        raise InputError(f"{path}: expected 8 BEDPE columns (chrom1 start1 end1 chrom2 start2 end2 name score), found {raw.shape[1]}")
+    raw = raw.iloc[:, :8]
+    raw.columns = COLUMNS
+    try:
+        return raw.astype(DTYPES)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{path}: non-numeric coordinates or score ({err}); is there a header line? Prefix it with '#'.") from err

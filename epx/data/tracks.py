@@ -1,0 +1,120 @@
+"""In-memory binned tracks and the window API every model reads from (DESIGN §2.2, issue 2.3).
+
+Contract: ``SignalTracks(tracks, marks, base_bp=100)`` with ``tracks = {chrom: float32
+(n_bins, M)}`` of MEAN per-bp signal at ``base_bp`` (as the cache stores it). All window
+methods aggregate base bins to ``bin_bp`` (a multiple of ``base_bp``) by their mean and
+return ln(mean + 1):
+
+- ``tss_windows(chroms, tss, strands, window_bp, bin_bp) -> (N, M, L)``, L = window_bp/bin_bp,
+  oriented 5'→3': the base bin holding the TSS sits at base index n/2 (so at coarse index
+  L/2) on both strands; − strand windows are mirrored. Off-chromosome bins are 0.
+- ``region_windows(chroms, starts, ends, length_bp, bin_bp) -> (x (N, M, L), mask (N, L))``:
+  arbitrary regions (pCREs) binned from their own start, centre-padded (or centre-cropped)
+  to L bins; ``mask`` is True on real bins.
+- ``chrom_track(chrom, bin_bp) -> (M, n)``: a whole chromosome, for GraphReg windows.
+
+Everything is NumPy fancy indexing over arrays already in memory: no per-gene loops over files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+class SignalTracks:
+    def __init__(self, tracks: Mapping[str, np.ndarray], marks: Sequence[str], base_bp: int = 100):
+        self.tracks = {c: np.ascontiguousarray(a, dtype=np.float32) for c, a in tracks.items()}
+        self.marks = tuple(marks)
+        self.base_bp = base_bp
+        for chrom, arr in self.tracks.items():
+            if arr.ndim != 2 or arr.shape[1] != len(self.marks):
+                raise ValueError(f"track {chrom} has shape {arr.shape}, expected (n_bins, {len(self.marks)})")
+
+    @classmethod
+    def from_per_bp(cls, signals: Mapping[str, Mapping[str, np.ndarray]], chrom_sizes: Mapping[str, int], base_bp: int = 100) -> "SignalTracks":
+        """From in-memory per-bp arrays ``{mark: {chrom: array}}`` (tests, small studies)."""
+        from epx.data.bigwig import read_binned
+
+        marks = list(signals)
+        binned = {m: read_binned(signals[m], chrom_sizes, bin_bp=base_bp) for m in marks}
+        return cls({c: np.stack([binned[m][c] for m in marks], axis=1) for c in chrom_sizes}, marks, base_bp)
+
+    @property
+    def n_marks(self) -> int:
+        return len(self.marks)
+
+    def _factor(self, bin_bp: int) -> int:
+        if bin_bp % self.base_bp:
+            raise ValueError(f"bin size {bin_bp} is not a multiple of the cache's {self.base_bp} bp bins")
+        return bin_bp // self.base_bp
+
+    def _gather(self, chrom: str, idx: np.ndarray) -> np.ndarray:
+        """Base bins at ``idx`` (any shape) → (*idx.shape, M); 0 outside the chromosome."""
+        track = self.tracks.get(chrom)
+        if track is None:
+            return np.zeros((*idx.shape, self.n_marks), np.float32)
+        inside = (idx >= 0) & (idx < track.shape[0])
+        out = track[np.clip(idx, 0, track.shape[0] - 1)]
+        out[~inside] = 0.0
+        return out
+
+    @staticmethod
+    def _finish(x: np.ndarray, k: int) -> np.ndarray:
+        """(N, n, M) base bins → (N, M, n/k) ln(mean+1)."""
+        n_items, n, m = x.shape
+        if k > 1:
+            x = x.reshape(n_items, n // k, k, m).mean(axis=2)
+        return np.log1p(x).transpose(0, 2, 1).copy()
+
+    def tss_windows(self, chroms, tss, strands, *, window_bp: int, bin_bp: int) -> np.ndarray:
+        k = self._factor(bin_bp)
+        if window_bp % bin_bp:
+            raise ValueError(f"window {window_bp} bp is not a multiple of bin {bin_bp} bp")
+        n = window_bp // self.base_bp
+        chroms, tss, strands = np.asarray(chroms), np.asarray(tss, dtype=np.int64), np.asarray(strands)
+        minus = strands == "-"
+        centre = tss // self.base_bp
+        start = centre - n // 2 + minus  # mirrored so the TSS bin lands at n/2 after reversal
+        offsets = np.arange(n)
+        base = np.zeros((len(tss), n, self.n_marks), np.float32)
+        for chrom in np.unique(chroms):
+            rows = np.flatnonzero(chroms == chrom)
+            base[rows] = self._gather(chrom, start[rows, None] + offsets)
+        base[minus] = base[minus, ::-1]
+        return self._finish(base, k)
+
+    def region_windows(self, chroms, starts, ends, *, length_bp: int, bin_bp: int) -> tuple[np.ndarray, np.ndarray]:
+        k = self._factor(bin_bp)
+        n_out = length_bp // bin_bp
+        chroms = np.asarray(chroms)
+        starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        first = starts // self.base_bp
+        n_base = np.maximum((ends - 1) // self.base_bp - first + 1, 1)
+        n_bins = np.minimum(-(-n_base // k), n_out)
+        # centre-crop long regions: shift the first base bin so the kept bins are central
+        extra = -(-n_base // k) - n_bins
+        first = first + (extra // 2) * k
+        pad_left = (n_out - n_bins) // 2
+        # base index for every output base slot; slots outside the region are masked
+        slot = np.arange(n_out * k)
+        rel = slot[None, :] - pad_left[:, None] * k
+        real_base = (rel >= 0) & (rel < np.minimum(n_base - (extra // 2) * k, n_bins * k)[:, None])
+        base = np.zeros((len(starts), n_out * k, self.n_marks), np.float32)
+        for chrom in np.unique(chroms):
+            rows = np.flatnonzero(chroms == chrom)
+            base[rows] = self._gather(chrom, first[rows, None] + rel[rows])
+        base[~real_base] = 0.0
+        out_slot = np.arange(n_out)
+        mask = (out_slot[None, :] >= pad_left[:, None]) & (out_slot[None, :] < (pad_left + n_bins)[:, None])
+        x = self._finish(base, k)
+        return x, mask
+
+    def chrom_track(self, chrom: str, *, bin_bp: int) -> np.ndarray:
+        k = self._factor(bin_bp)
+        track = self.tracks[chrom]
+        n = -(-track.shape[0] // k) * k
+        padded = np.zeros((n, self.n_marks), np.float32)
+        padded[: track.shape[0]] = track
+        return self._finish(padded[None], k)[0]

@@ -1,0 +1,64 @@
+"""Promoter CNN: the DeepChrome-style "covnet" of the epi_to_express / chromexpress study.
+
+Contract: ``PromoterCNN(n_marks, n_bins=60, out_dim=1)``; ``forward(x)`` with ``x: (B, M, L)``
+the ln(mean+1) signal of M marks in L bins around the TSS (TSS ± 3 kb at 100 bp → L=60),
+oriented 5'→3'; returns ``(B, out_dim)`` (1 regression output, or 2 class logits).
+
+Layers (as published): Conv1d 175 (k 8) → ReLU → MaxPool 4 → Dropout 0.1; Conv1d 350 (k 4)
+→ ReLU → MaxPool 2 → Dropout 0.1; Conv1d 700 (k 4) → ReLU → MaxPool 2 → Dropout 0.1;
+Flatten → Dropout 0.4 → Dense 625 → ReLU → Dense 125 → ReLU → Dense ``out_dim``.
+``padding="same"`` keeps L/16 positions into the dense layers (3 at L=60); the Keras
+original's ``"valid"`` is available and leaves 1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int, pool: int, dropout: float, padding: str) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, kernel_size=kernel, padding=padding),
+        nn.ReLU(),
+        nn.MaxPool1d(pool),
+        nn.Dropout(dropout),
+    )
+
+
+class PromoterCNN(nn.Module):
+    def __init__(
+        self,
+        *,
+        n_marks: int,
+        n_bins: int = 60,
+        out_dim: int = 1,
+        channels: tuple[int, int, int] = (175, 350, 700),
+        kernels: tuple[int, int, int] = (8, 4, 4),
+        pools: tuple[int, int, int] = (4, 2, 2),
+        conv_dropout: float = 0.1,
+        dense: tuple[int, int] = (625, 125),
+        dense_dropout: float = 0.4,
+        padding: str = "same",
+    ):
+        super().__init__()
+        blocks, c_in = [], n_marks
+        for c_out, k, p in zip(channels, kernels, pools):
+            blocks.append(_conv_block(c_in, c_out, k, p, conv_dropout, padding))
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, n_marks, n_bins)).numel()
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dense_dropout),
+            nn.Linear(n_flat, dense[0]),
+            nn.ReLU(),
+            nn.Linear(dense[0], dense[1]),
+            nn.ReLU(),
+            nn.Linear(dense[1], out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, M, L) → (B, out_dim)."""
+        return self.head(self.features(x))

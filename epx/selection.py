@@ -1,0 +1,73 @@
+"""What a job studies — cell, mark combination, fold — parsed and validated before any work.
+
+Contract: ``parse_marks(value) -> tuple[str, ...]`` accepts one mark (``H3K4me3``), a
+``+``-joined combination (``H3K4me3+H3K27ac``), a list, or ``all``; the result is in the
+canonical ``MARKS`` order, so equal combinations are one experiment. ``mark_label(marks)``
+is the inverse used in tables (``all`` for the seven). ``check_cell`` and ``check_fold``
+raise ``InputError`` listing the valid values. Also registers the OmegaConf resolvers that
+configs use (``${n_marks:${mark}}``, ``${div:a,b}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from omegaconf import ListConfig, OmegaConf
+
+from epx.constants import MARKS
+from epx.data.errors import InputError
+
+
+def parse_marks(value) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple, ListConfig)):
+        items = [str(v) for v in value]
+    else:
+        text = str(value).strip()
+        if text.lower() == "all":
+            return MARKS
+        items = [p for p in text.replace(",", "+").split("+") if p.strip()]
+    items = [i.strip() for i in items]
+    unknown = [i for i in items if i not in MARKS]
+    if unknown or not items:
+        raise InputError(
+            f"unknown mark {', '.join(unknown) or repr(value)}; valid marks: {', '.join(MARKS)} "
+            "(combine with '+', e.g. mark=H3K4me3+H3K27ac, or mark=all)"
+        )
+    return tuple(m for m in MARKS if m in items)
+
+
+def mark_label(marks: Sequence[str]) -> str:
+    return "all" if tuple(marks) == MARKS else "+".join(marks)
+
+
+def check_cell(cell: str, valid: Iterable[str], where: str) -> None:
+    valid = list(valid)
+    if cell not in valid:
+        raise InputError(f"unknown cell {cell!r} for {where}; valid cells: {', '.join(valid)}")
+
+
+def check_fold(fold, n_folds: int) -> int:
+    try:
+        k = int(fold)
+    except (TypeError, ValueError):
+        k = -1
+    if not 0 <= k < n_folds:
+        raise InputError(f"unknown fold {fold!r}; valid folds: {', '.join(map(str, range(n_folds)))}")
+    return k
+
+
+def _n_marks(value) -> int:
+    try:
+        return len(parse_marks(value))
+    except InputError:
+        return 1  # the job's own validation reports the bad mark with the full message
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("n_marks"):
+        OmegaConf.register_new_resolver("n_marks", _n_marks)
+    if not OmegaConf.has_resolver("div"):
+        OmegaConf.register_new_resolver("div", lambda a, b: int(a) // int(b))
+
+
+register_resolvers()

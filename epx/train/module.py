@@ -1,0 +1,79 @@
+"""The one LightningModule for every model and task.
+
+Contract: ``EpxModule(net, objective, optimizer, scheduler=None, monitor="val/loss")`` where
+``net`` is a plain ``nn.Module`` called as ``net(**batch["x"])``, ``objective`` an
+``epx.train.objectives`` object, and ``optimizer``/``scheduler`` partials from config
+(``_partial_: true``) completed here with the parameters / optimizer. Batches are dicts:
+``x`` (the net's keyword inputs), ``y`` (targets), ``gene`` (row index into the gene table).
+
+Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``; ``predict_step`` returns
+per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+
+class EpxModule(L.LightningModule):
+    def __init__(
+        self,
+        *,
+        net: nn.Module,
+        objective,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None = None,
+        monitor: str = "val/loss",
+    ):
+        super().__init__()
+        self.net = net
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.monitor = monitor
+        self.val_metrics = objective.metrics().clone(prefix="val/")
+        self.test_metrics = objective.metrics().clone(prefix="test/")
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+
+    def forward(self, x: dict) -> torch.Tensor:
+        return self.net(**x)
+
+    def _batch_size(self, batch: dict) -> int:
+        return int(batch["y"].shape[0])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.objective.loss(self(batch["x"]), batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=self._batch_size(batch))
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str, metrics) -> None:
+        out = self(batch["x"])
+        loss = self.objective.loss(out, batch)
+        pred, target, _ = self.objective.gene_outputs(out, batch)
+        metrics.update(pred, target)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=self._batch_size(batch))
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=self._batch_size(batch))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        pred, target, gene = self.objective.gene_outputs(self(batch["x"]), batch)
+        return {"gene": gene.cpu(), "prediction": pred.detach().float().cpu(), "target": target.float().cpu()}
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"}}

@@ -1,0 +1,54 @@
+"""Objectives: what a task trains on and how its per-gene predictions are scored.
+
+Contract: an objective has ``name``, ``out_dim`` (the net's output width), ``target_column``
+(column of the gene table used as ``batch["y"]``), ``primary`` metric, ``loss(out, batch)``,
+``gene_outputs(out, batch) -> (prediction, target, gene_index)`` (1-D tensors, one entry per
+gene in the batch) and ``metrics() -> MetricCollection``. Metrics are torchmetrics states,
+so a test metric is computed once over every gene of the test set, not averaged over batches.
+
+``conf/task/*.yaml`` is the registry (``task=regression|classification``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision
+from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
+
+
+class Regression:
+    """MSE on log2(RPKM+1); Pearson r, Spearman ρ and MSE per gene."""
+
+    name = "regression"
+    out_dim = 1
+    target_column = "target"
+    primary = "pearson"
+
+    def loss(self, out: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.mse_loss(out.squeeze(-1).float(), batch["y"].float())
+
+    def gene_outputs(self, out: torch.Tensor, batch: dict):
+        return out.squeeze(-1).float(), batch["y"].float(), batch["gene"]
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef(), "mse": MeanSquaredError()})
+
+
+class Classification:
+    """High vs low expression (RPKM ≥ the cell's median): 2 logits, cross-entropy; AUROC, AUPRC, accuracy."""
+
+    name = "classification"
+    out_dim = 2
+    target_column = "label"
+    primary = "auroc"
+
+    def loss(self, out: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(out.float(), batch["y"].long())
+
+    def gene_outputs(self, out: torch.Tensor, batch: dict):
+        return torch.softmax(out.float(), dim=-1)[:, 1], batch["y"].long(), batch["gene"]
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"auroc": BinaryAUROC(), "auprc": BinaryAveragePrecision(), "accuracy": BinaryAccuracy()})
