@@ -1,0 +1,298 @@
+"""Grid summary (epx.analysis.summary / .callback) on hand-built Hydra sweep dirs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from epx.analysis.summary import (
+    canonical_mark,
+    collect_rows,
+    expected_grid,
+    heatmap_panels,
+    main,
+    summarize,
+    summarize_quietly,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_sweep(sweep: Path, task_overrides: list[str], *, model: str = "promoter_cnn", task: str = "regression") -> None:
+    """multirun.yaml as Hydra's BasicSweeper saves it (only the keys the summary reads)."""
+    sweep.mkdir(parents=True, exist_ok=True)
+    config = {
+        "cell": "E003",
+        "mark": "H3K4me3",
+        "fold": 0,
+        "task": task,
+        "seed": 0,
+        "test_cell": None,
+        "hydra": {
+            "sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"},
+            "sweeper": {
+                "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                "max_batch_size": None,
+                "params": None,
+            },
+            "overrides": {"hydra": [f"hydra.sweep.dir={sweep}"], "task": task_overrides},
+            "runtime": {"choices": {"model": model, "trainer": "default"}},
+        },
+    }
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(config))
+
+
+def write_job(
+    sweep: Path,
+    num: int,
+    overrides: list[str],
+    metrics: dict | str | None = None,
+    *,
+    model: str = "promoter_cnn",
+    config: dict | None = None,
+) -> Path:
+    """A job dir: .hydra/{overrides,config,hydra}.yaml and, if given, metrics.json
+    (a str is written verbatim, to fake a truncated file)."""
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    values = dict(config or {})
+    for item in overrides:
+        key, value = item.split("=", 1)
+        values[key] = yaml.safe_load(value)
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(values))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {"model": model}}}}))
+    if isinstance(metrics, str):
+        (job / "metrics.json").write_text(metrics)
+    elif metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return job
+
+
+def metrics_for(overrides: list[str], *, status: str = "ok", test: dict | None = None, **extra) -> dict:
+    values = dict(item.split("=", 1) for item in overrides)
+    record = {
+        "cell": values.get("cell", "E003"),
+        "mark": values.get("mark", "H3K4me3"),
+        "marks": values.get("mark", "H3K4me3").split("+"),
+        "fold": int(values.get("fold", 0)),
+        "model": "promoter_cnn",
+        "task": "regression",
+        "seed": 0,
+        "test_cell": None,
+        "n_params": 12345,
+        "n_genes": {"train": 900, "val": 100, "test": 300},
+        "test": test if test is not None else {"pearson": 0.71, "spearman": 0.66, "mse": 1.3},
+        "status": status,
+        "error": None,
+        "wall_seconds": 12.3,
+        "wandb": {"id": "abc", "dir": "wandb", "mode": "offline"},
+        "overrides": overrides,
+    }
+    record.update(extra)
+    return record
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+GRID = ["cell=E003,E114", "mark=H3K4me3,H3K27ac", "fold=0"]
+# BasicSweeper order: the first override varies slowest.
+JOBS = [
+    ["cell=E003", "mark=H3K4me3", "fold=0"],
+    ["cell=E003", "mark=H3K27ac", "fold=0"],
+    ["cell=E114", "mark=H3K4me3", "fold=0"],
+    ["cell=E114", "mark=H3K27ac", "fold=0"],
+]
+
+
+@pytest.fixture()
+def mixed_sweep(tmp_path: Path) -> Path:
+    """2 cells × 2 marks × 1 fold: job 0 ok, 1 failed, 2 never started, 3 truncated metrics."""
+    sweep = tmp_path / "sweep"
+    write_sweep(sweep, GRID)
+    write_job(sweep, 0, JOBS[0], metrics_for(JOBS[0]))
+    write_job(sweep, 1, JOBS[1], metrics_for(JOBS[1], status="failed", test={}, error="RuntimeError: boom\n  at line 3"))
+    write_job(sweep, 3, JOBS[3], '{"cell": "E114", "mark": "H3K27')
+    return sweep
+
+
+def test_expected_grid_is_hydras_expansion(tmp_path: Path) -> None:
+    write_sweep(tmp_path, GRID)
+    assert expected_grid(tmp_path) == JOBS
+
+
+def test_csv_has_one_row_per_job_with_exact_values(mixed_sweep: Path) -> None:
+    csv_path, png_path = summarize(mixed_sweep)
+    assert (csv_path, png_path) == (mixed_sweep / "summary.csv", mixed_sweep / "summary.png")
+    rows = read_csv(csv_path)
+    assert list(rows[0]) == [
+        "job", "cell", "mark", "fold", "model", "task", "seed", "test_cell", "status",
+        "n_params", "n_train", "n_val", "n_test", "test_pearson", "test_spearman", "test_mse",
+        "wall_seconds", "wandb_id", "error", "overrides",
+    ]  # fmt: skip
+    assert [(r["job"], r["cell"], r["mark"], r["fold"], r["status"]) for r in rows] == [
+        ("0", "E003", "H3K4me3", "0", "ok"),
+        ("1", "E003", "H3K27ac", "0", "failed"),
+        ("2", "E114", "H3K4me3", "0", "missing"),
+        ("3", "E114", "H3K27ac", "0", "unreadable"),
+    ]
+    ok, failed, missing, unreadable = rows
+    assert ok == {
+        "job": "0", "cell": "E003", "mark": "H3K4me3", "fold": "0", "model": "promoter_cnn",
+        "task": "regression", "seed": "0", "test_cell": "", "status": "ok", "n_params": "12345",
+        "n_train": "900", "n_val": "100", "n_test": "300", "test_pearson": "0.71",
+        "test_spearman": "0.66", "test_mse": "1.3", "wall_seconds": "12.3", "wandb_id": "abc",
+        "error": "", "overrides": "cell=E003 mark=H3K4me3 fold=0",
+    }  # fmt: skip
+    assert failed["error"] == "RuntimeError: boom at line 3"
+    assert failed["test_pearson"] == ""
+    # A job that never started still says what it was: overrides + the sweep's defaults.
+    assert (missing["model"], missing["task"], missing["seed"], missing["n_params"]) == ("promoter_cnn", "regression", "0", "")
+    assert missing["overrides"] == "cell=E114 mark=H3K4me3 fold=0"
+    assert "metrics.json" in unreadable["error"] and "JSONDecodeError" in unreadable["error"]
+    assert not list(mixed_sweep.glob(".summary*"))  # no temp files left behind
+
+
+def test_png_is_a_real_image(mixed_sweep: Path) -> None:
+    _, png_path = summarize(mixed_sweep)
+    data = png_path.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 5_000
+
+
+def test_heatmap_means_over_folds_and_counts_them(tmp_path: Path) -> None:
+    write_sweep(tmp_path, ["cell=E003", "mark=H3K4me3,H3K9me3", "fold=0,1"])
+    jobs = expected_grid(tmp_path)
+    scores = {0: 0.6, 1: 0.8, 2: 0.1}  # job 3 (H3K9me3, fold 1) failed
+    for num, overrides in enumerate(jobs):
+        status = "ok" if num in scores else "failed"
+        test = {"pearson": scores[num], "mse": 1.0} if num in scores else {}
+        write_job(tmp_path, num, overrides, metrics_for(overrides, status=status, test=test))
+    (panel,) = heatmap_panels(collect_rows(tmp_path))
+    assert (panel.model, panel.task, panel.metric) == ("promoter_cnn", "regression", "pearson")
+    assert panel.marks == ["H3K4me3", "H3K9me3"] and panel.cells == ["E003"]
+    np.testing.assert_allclose(panel.values, [[0.7], [0.1]])
+    assert panel.folds_used.tolist() == [[2], [1]]
+    assert panel.folds_in_grid.tolist() == [[2], [2]]
+
+
+def test_classification_panel_uses_auroc(tmp_path: Path) -> None:
+    write_sweep(tmp_path, ["fold=0,1"], task="classification")
+    for num, overrides in enumerate(expected_grid(tmp_path)):
+        test = {"auroc": 0.8 + 0.1 * num, "auprc": 0.5, "accuracy": 0.7}
+        write_job(tmp_path, num, overrides, metrics_for(overrides, task="classification", test=test))
+    rows = collect_rows(tmp_path)
+    (panel,) = heatmap_panels(rows)
+    assert (panel.task, panel.metric) == ("classification", "auroc")
+    np.testing.assert_allclose(panel.values, [[0.85]])
+    header = list(read_csv(summarize(tmp_path)[0])[0])
+    assert [c for c in header if c.startswith("test_") and c != "test_cell"] == ["test_auroc", "test_auprc", "test_accuracy"]
+
+
+def test_one_panel_per_model_and_marks_in_design_order(tmp_path: Path) -> None:
+    write_sweep(tmp_path, ["model=promoter_cnn,linear", "mark=all,H3K27ac+H3K4me3,H3K27ac,H3K4me3"])
+    for num, overrides in enumerate(expected_grid(tmp_path)):
+        model = overrides[0].split("=")[1]
+        write_job(tmp_path, num, overrides, metrics_for(overrides, model=model), model=model)
+    panels = heatmap_panels(collect_rows(tmp_path))
+    assert [panel.model for panel in panels] == ["linear", "promoter_cnn"]
+    assert panels[0].marks == ["H3K4me3", "H3K27ac", "H3K4me3+H3K27ac", "all"]
+
+
+def test_canonical_mark() -> None:
+    assert canonical_mark("H3K27ac+H3K4me3") == "H3K4me3+H3K27ac"
+    assert canonical_mark(["H3K27ac", "H3K4me3"]) == "H3K4me3+H3K27ac"
+    assert canonical_mark("all") == "all"
+    assert canonical_mark("myMark") == "myMark"
+
+
+def test_only_failed_jobs_still_writes_both(tmp_path: Path) -> None:
+    write_sweep(tmp_path, ["fold=0,1"])
+    for num, overrides in enumerate(expected_grid(tmp_path)):
+        write_job(tmp_path, num, overrides, metrics_for(overrides, status="failed", test={}, error="OOM"))
+    csv_path, png_path = summarize(tmp_path)
+    assert [row["status"] for row in read_csv(csv_path)] == ["failed", "failed"]
+    assert png_path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_running_job_dir_without_metrics_is_missing_with_its_config(tmp_path: Path) -> None:
+    write_sweep(tmp_path, ["fold=0,1"])
+    jobs = expected_grid(tmp_path)
+    write_job(tmp_path, 0, jobs[0], metrics_for(jobs[0]))
+    write_job(tmp_path, 1, jobs[1], config={"cell": "E003", "mark": "H3K4me3", "task": "regression", "seed": 7})
+    rows = read_csv(summarize(tmp_path)[0])
+    assert [(row["job"], row["status"], row["fold"], row["seed"]) for row in rows] == [
+        ("0", "ok", "0", "0"),
+        ("1", "missing", "1", "7"),
+    ]
+
+
+def test_job_dirs_without_multirun_yaml(tmp_path: Path) -> None:
+    write_job(tmp_path, 0, ["fold=0"], metrics_for(["fold=0"]))
+    write_job(tmp_path, 1, ["fold=1"], None)
+    rows = read_csv(summarize(tmp_path)[0])
+    assert [(row["job"], row["status"]) for row in rows] == [("0", "ok"), ("1", "missing")]
+
+
+def test_not_a_sweep_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="not a Hydra sweep dir"):
+        summarize(tmp_path)
+    assert summarize_quietly(tmp_path / "nope") is None
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_main_prints_both_paths(mixed_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(mixed_sweep)]) == 0
+    assert capsys.readouterr().out.split() == [str(mixed_sweep / "summary.csv"), str(mixed_sweep / "summary.png")]
+
+
+def test_callback_summarizes_a_real_multirun_with_a_failed_job(tmp_path: Path) -> None:
+    """Hydra 1.3 skips on_multirun_end when a job raises; on_job_end must still leave a summary."""
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import json, pathlib, hydra
+            from hydra.core.hydra_config import HydraConfig
+
+            @hydra.main(version_base="1.3", config_path=None, config_name=None)
+            def main(cfg):
+                out = pathlib.Path(HydraConfig.get().runtime.output_dir)
+                ok = cfg.fold != 1
+                record = {"cell": "E003", "mark": "H3K4me3", "fold": cfg.fold, "model": "promoter_cnn",
+                          "task": "regression", "status": "ok" if ok else "failed",
+                          "test": {"pearson": 0.5} if ok else {}, "error": None if ok else "boom"}
+                (out / "metrics.json").write_text(json.dumps(record))
+                if not ok:
+                    raise RuntimeError("boom")
+
+            main()
+            """
+        )
+    )
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable, str(app), "-m", "+fold=0,1,2", f"hydra.sweep.dir={sweep}",
+            "+hydra.callbacks.summary._target_=epx.analysis.callback.SummaryCallback",
+        ],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # the failed job fails the sweep
+    rows = read_csv(sweep / "summary.csv")
+    assert [(row["job"], row["status"]) for row in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok")]
+    assert (sweep / "summary.png").read_bytes().startswith(PNG_MAGIC)
