@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny contract folders written in tmp dirs, and the real E003 slice.
+
+``write_folder(root, signals, tss, expression, chrom_sizes, interactions=None)`` writes a
+contract folder from in-memory arrays (bigWigs through pyBigWig), so each test states its
+data exactly. ``small_synthetic`` is a session-wide small synthetic dataset for training tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyBigWig
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+E003_DEMO = REPO.parent / "shared" / "data" / "roadmap_e003_demo"
+
+
+def write_bigwig(path: Path, chrom_sizes: dict[str, int], values: dict[str, np.ndarray]) -> Path:
+    """Per-bp arrays → bigWig with one entry per run of equal non-zero values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader(list(chrom_sizes.items()))
+    for chrom in chrom_sizes:
+        v = np.asarray(values.get(chrom, np.zeros(0)), dtype=np.float64)
+        if not v.size:
+            continue
+        change = np.flatnonzero(np.diff(v)) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [v.size]])
+        keep = v[starts] != 0
+        if keep.any():
+            bw.addEntries([chrom] * int(keep.sum()), starts[keep].tolist(), ends=ends[keep].tolist(), values=v[starts][keep].tolist())
+    bw.close()
+    return path
+
+
+def write_folder(root: Path, *, signals, tss: pd.DataFrame, expression: pd.DataFrame, chrom_sizes: dict[str, int], interactions: dict | None = None) -> Path:
+    """signals: {(cell, mark): {chrom: per-bp array}}; tss: gene_id, chrom, tss, strand."""
+    root.mkdir(parents=True, exist_ok=True)
+    for (cell, mark), values in signals.items():
+        write_bigwig(root / "signals" / f"{cell}-{mark}.bigwig", chrom_sizes, values)
+    bed = pd.DataFrame({0: tss.chrom, 1: tss.tss, 2: tss.tss + 1, 3: tss.gene_id, 4: 0, 5: tss.strand})
+    bed.to_csv(root / "tss.bed", sep="\t", header=False, index=False)
+    expression.to_csv(root / "expression.tsv", sep="\t", index=False)
+    (root / "chrom.sizes").write_text("".join(f"{c}\t{n}\n" for c, n in chrom_sizes.items()))
+    for cell, frame in (interactions or {}).items():
+        (root / "interactions").mkdir(exist_ok=True)
+        frame.to_csv(root / "interactions" / f"{cell}.bedpe", sep="\t", header=False, index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def e003_demo() -> Path:
+    if not (E003_DEMO / "tss.bed").exists():
+        pytest.skip(f"real Roadmap E003 slice not found at {E003_DEMO} (it lives in ../shared beside the repo)")
+    return E003_DEMO
+
+
+@pytest.fixture
+def tiny_folder(tmp_path) -> Path:
+    """2 chromosomes × 20 kb, 4 genes, 2 marks, 1 cell: exact values for reader/cache tests."""
+    sizes = {"chr1": 20_000, "chr2": 15_050}
+    rng = np.random.default_rng(0)
+    sig = {
+        ("E003", "H3K4me3"): {c: rng.random(n).astype(np.float32) * 10 for c, n in sizes.items()},
+        ("E003", "H3K27ac"): {"chr1": np.r_[np.zeros(5_000), np.full(15_000, 2.0)]},
+    }
+    tss = pd.DataFrame({"gene_id": ["g1", "g2", "g3", "g4"], "chrom": ["chr1", "chr1", "chr2", "chr2"], "tss": [5_000, 12_345, 7_000, 14_999], "strand": ["+", "-", "+", "-"]})
+    expr = pd.DataFrame({"gene_id": ["g1", "g2", "g3", "g4", "g5"], "E003": [0.0, 10.0, 3.0, 100.0, 1.0]})
+    root = write_folder(tmp_path / "tiny", signals=sig, tss=tss, expression=expr, chrom_sizes=sizes)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A small synthetic Roadmap-like folder (all 23 chromosomes, few genes, 2 cells)."""
+    from epx.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synth") / "small"
+    return generate(root, seed=1, **SMALL_SYNTHETIC)
+
+
+SMALL_SYNTHETIC = dict(n_chroms=23, chrom_length=1_000_000, genes_per_chrom=12, cells=("E003", "E114"))
