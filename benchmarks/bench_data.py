@@ -1,0 +1,108 @@
+"""Data-path benchmarks (issue 2), printed as ratios against baselines run in this process.
+
+1. cache build vs raw decode: building a cell's cache from a dense bigWig against the bare
+   ``values(..., numpy=True)`` decode of the same spans (the floor; target ratio ≤ 1.5);
+2. window extraction: 20,000 genes × 7 marks × 40 kb at 100 bp from in-memory cached tracks
+   (target ≤ 2 s on CPU);
+3. sparse genome: the real E003 slice (hg19 sizes, data only around 100 genes), 7 marks
+   (target: seconds) — skipped where ../shared is absent.
+
+    python benchmarks/bench_data.py [--mb 40] [--genes 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyBigWig
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from epx.constants import MARKS  # noqa: E402
+from epx.data.cache import CellCache  # noqa: E402
+from epx.data.contract import DatasetSpec  # noqa: E402
+from epx.data.tracks import SignalTracks  # noqa: E402
+
+
+def dense_bigwig(path: Path, sizes: dict[str, int], seed: int = 0) -> None:
+    """Fold-change-like dense track as MACS2/bedGraphToBigWig writes it: variable-length
+    intervals (10-200 bp) covering every base."""
+    rng = np.random.default_rng(seed)
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader(list(sizes.items()))
+    for chrom, n in sizes.items():
+        ends = np.cumsum(rng.integers(10, 200, size=n // 50))
+        ends = np.append(ends[ends < n], n)
+        starts = np.concatenate([[0], ends[:-1]])
+        values = rng.gamma(0.5, 2.0, size=starts.size)
+        bw.addEntries([chrom] * starts.size, starts.tolist(), ends=ends.tolist(), values=values.tolist())
+    bw.close()
+
+
+def bench_build(mb: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ds"
+        (root / "signals").mkdir(parents=True)
+        sizes = {"chr1": mb * 1_000_000 // 2, "chr2": mb * 1_000_000 // 2}
+        (root / "chrom.sizes").write_text("".join(f"{c}\t{n}\n" for c, n in sizes.items()))
+        (root / "tss.bed").write_text("chr1\t100\t101\tg\t0\t+\n")
+        (root / "expression.tsv").write_text("gene_id\tX\ng\t1\n")
+        src = root / "signals" / "X-H3K4me3.bigwig"
+        dense_bigwig(src, sizes)
+
+        span = 8_000_000
+        t0 = time.perf_counter()
+        bw = pyBigWig.open(str(src))
+        for chrom, n in sizes.items():
+            for s in range(0, n, span):
+                bw.values(chrom, s, min(s + span, n), numpy=True)
+        bw.close()
+        decode = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        CellCache(DatasetSpec(root=root), "X", Path(tmp) / "cache", prefetch_all_marks=False).ensure(["H3K4me3"])
+        build = time.perf_counter() - t0
+    print(f"[build]   {mb} Mb dense bigWig: raw decode {decode:.2f} s, cache build {build:.2f} s, ratio {build / decode:.2f} (target <= 1.5)")
+
+
+def bench_windows(n_genes: int) -> None:
+    rng = np.random.default_rng(0)
+    n_chroms, length = 23, 130_000_000
+    tracks = {f"chr{i}": rng.random((length // 100, len(MARKS)), dtype=np.float32) for i in range(1, n_chroms + 1)}
+    st = SignalTracks(tracks, MARKS)
+    chroms = rng.choice(list(tracks), n_genes)
+    tss = rng.integers(0, length, n_genes)
+    strands = rng.choice(["+", "-"], n_genes)
+    st.tss_windows(chroms[:100], tss[:100], strands[:100], window_bp=40_000, bin_bp=100)  # warm-up
+    t0 = time.perf_counter()
+    x = st.tss_windows(chroms, tss, strands, window_bp=40_000, bin_bp=100)
+    took = time.perf_counter() - t0
+    print(f"[windows] {n_genes} genes x {len(MARKS)} marks x 40 kb at 100 bp -> {tuple(x.shape)} in {took:.2f} s (target <= 2 s)")
+
+
+def bench_sparse() -> None:
+    demo = REPO.parent / "shared" / "data" / "roadmap_e003_demo"
+    if not demo.exists():
+        print(f"[sparse]  skipped: {demo} not found")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        CellCache(DatasetSpec(root=demo), "E003", tmp).ensure(list(MARKS))
+        took = time.perf_counter() - t0
+    print(f"[sparse]  E003 slice, hg19 sizes (3.1 Gb), 7 marks: cache build {took:.2f} s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=40, help="size of the dense test genome in Mb")
+    parser.add_argument("--genes", type=int, default=20_000)
+    args = parser.parse_args()
+    bench_build(args.mb)
+    bench_windows(args.genes)
+    bench_sparse()
