@@ -153,15 +153,14 @@ def train(cfg: DictConfig) -> dict:
         record["n_params"] = module.n_params
 
         plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-        logger = instantiate(
-            cfg.logger,
+        make_logger = instantiate(cfg.logger, _partial_=True)
+        logger = make_logger(
             save_dir=job_dir,
             name=identity["name"],
             group=identity["group"],
             job_type=cfg.model.name,
             tags=[f"cell:{cfg.cell}", f"mark:{mark_label(marks)}", f"fold:{fold}", f"model:{cfg.model.name}", *cfg.get("tags", [])],
             run_config=plain_cfg,
-            _recursive_=False,
         )
         record["wandb"] = _wandb_info(logger)
         write_json(job_dir / "metrics.json", record)
@@ -205,7 +204,8 @@ def _wandb_info(logger) -> dict | None:
     settings = getattr(experiment, "settings", None)
     return {
         "id": experiment.id,
-        "dir": str(getattr(experiment, "dir", "")),
+        # experiment.dir is the run's files/ folder; its parent is what `wandb sync` takes
+        "dir": str(Path(experiment.dir).parent) if getattr(experiment, "dir", None) else None,
         "mode": getattr(settings, "mode", None),
         "url": getattr(experiment, "url", None),
     }

@@ -1,0 +1,326 @@
+"""The built-in synthetic Roadmap-like dataset (DESIGN §2.4), written in the input contract.
+
+Contract:
+- ``generate(out_dir, *, seed, n_chroms, chrom_length, genes_per_chrom, cells, marks,
+  distal_fraction) -> Path`` writes a complete contract folder (``signals/{cell}-{mark}.bigwig``,
+  ``tss.bed``, ``expression.tsv``, ``interactions/{cell}.bedpe``, ``chrom.sizes``) plus
+  ``truth.tsv`` (the hidden generative facts: program, distal driver, ...) and
+  ``synthetic.json`` (format version + parameters). Deterministic for a seed. Atomic: the
+  folder is built in a hidden sibling and renamed into place, so ``out_dir`` is either the
+  old folder or the complete new one, never half-written. It replaces only an absent or empty
+  folder or an earlier synthetic one; anything else is refused.
+- ``ensure_synthetic(root, **params) -> Path`` generates on first use, reuses a folder whose
+  ``synthetic.json`` matches ``params``, regenerates otherwise; concurrent callers are
+  serialised by a file lock on ``{root}.lock``, so it is built once.
+- ``main(argv)`` is ``epx synth OUT [--seed S] [--small] ...``.
+
+The biology lives in ``epx.data.synthetic_biology``; this module owns parameters and files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyBigWig
+from filelock import FileLock
+
+from epx.constants import MARKS, ROADMAP_CELLS
+from epx.data.errors import InputError
+from epx.data.synthetic_biology import Genome, build_genome, render_cell_chrom
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHROM_NAMES: tuple[str, ...] = tuple(f"chr{i}" for i in range(1, 23)) + ("chrX",)
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "n_chroms": 23,
+    "chrom_length": 8_000_000,
+    "genes_per_chrom": 90,
+    "cells": ROADMAP_CELLS,
+    "marks": MARKS,
+    "distal_fraction": 0.2,
+}
+# Quick but still fold- and GraphReg-compatible: every chromosome >= 7 Mb (6 Mb windows fit)
+# and every default fold group keeps >= 100 genes (6 chromosomes x 24 genes).
+SMALL: dict[str, Any] = {"chrom_length": 7_000_000, "genes_per_chrom": 24}
+MIN_CHROM_LENGTH = 500_000
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def resolve_params(**params: Any) -> dict[str, Any]:
+    """Fill defaults, validate, and normalise to JSON-comparable values (lists, not tuples)."""
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise InputError(f"unknown synthetic dataset parameter(s) {unknown}; valid: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    out = {
+        "seed": int(p["seed"]),
+        "n_chroms": int(p["n_chroms"]),
+        "chrom_length": int(p["chrom_length"]),
+        "genes_per_chrom": int(p["genes_per_chrom"]),
+        "cells": [str(c) for c in _as_list(p["cells"])],
+        "marks": [str(m) for m in _as_list(p["marks"])],
+        "distal_fraction": float(p["distal_fraction"]),
+    }
+    checks = [
+        (out["seed"] >= 0, f"seed must be >= 0, got {out['seed']}"),
+        (1 <= out["n_chroms"] <= len(CHROM_NAMES), f"n_chroms must be 1..{len(CHROM_NAMES)} (chr1..chr22, chrX), got {out['n_chroms']}"),
+        (out["chrom_length"] >= MIN_CHROM_LENGTH, f"chrom_length must be >= {MIN_CHROM_LENGTH:,} bp, got {out['chrom_length']:,}"),
+        (out["genes_per_chrom"] >= 1, f"genes_per_chrom must be >= 1, got {out['genes_per_chrom']}"),
+        (0.0 <= out["distal_fraction"] <= 1.0, f"distal_fraction must be in [0, 1], got {out['distal_fraction']}"),
+        (len(out["cells"]) > 0, "cells is empty; give at least one cell id, e.g. cells=[E003]"),
+        (len(set(out["cells"])) == len(out["cells"]), f"cells has duplicates: {out['cells']}"),
+        (all(c and "/" not in c and c == c.strip() for c in out["cells"]), f"cell ids must be plain names usable in file names, got {out['cells']}"),
+        (len(out["marks"]) > 0, f"marks is empty; choose from {list(MARKS)}"),
+        (len(set(out["marks"])) == len(out["marks"]), f"marks has duplicates: {out['marks']}"),
+    ]
+    bad_marks = [m for m in out["marks"] if m not in MARKS]
+    checks.append((not bad_marks, f"unknown mark(s) {bad_marks}: the synthetic generator models only {list(MARKS)}"))
+    for ok, message in checks:
+        if not ok:
+            raise InputError(f"synthetic dataset: {message}")
+    return out
+
+
+def _as_list(value: Any) -> list:
+    # A bare string is one item (cells="E003"), not a sequence of characters.
+    return [value] if isinstance(value, str) else list(value)
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _write_chrom_sizes(out: Path, genome: Genome) -> None:
+    lines = "".join(f"{c}\t{n}\n" for c, n in genome.chrom_sizes.items())
+    (out / "chrom.sizes").write_text(lines)
+
+
+def _write_tss(out: Path, genome: Genome) -> None:
+    g = genome.genes
+    bed = pd.DataFrame({"chrom": g["chrom"], "start": g["tss"], "end": g["tss"] + 1, "name": g["gene_id"], "score": 0, "strand": g["strand"]})
+    bed.to_csv(out / "tss.bed", sep="\t", header=False, index=False)
+
+
+def _write_expression(out: Path, genome: Genome) -> None:
+    table = pd.DataFrame(genome.rpkm, columns=list(genome.cells))
+    table.insert(0, "gene_id", genome.genes["gene_id"])
+    table.to_csv(out / "expression.tsv", sep="\t", index=False, float_format="%.4f")
+
+
+def _write_interactions(out: Path, genome: Genome) -> None:
+    folder = out / "interactions"
+    folder.mkdir()
+    g, links = genome.genes, genome.links
+    gene = links["gene"].to_numpy()
+    full = pd.DataFrame(
+        {
+            "chrom1": g["chrom"].to_numpy()[gene],
+            "start1": g["tss"].to_numpy()[gene],
+            "end1": g["tss"].to_numpy()[gene] + 1,
+            "chrom2": g["chrom"].to_numpy()[gene],
+            "start2": links["start2"].to_numpy(),
+            "end2": links["end2"].to_numpy(),
+            "name": g["gene_id"].to_numpy()[gene],
+        }
+    )
+    order = np.lexsort((full["start2"].to_numpy(), gene))
+    for ci, cell in enumerate(genome.cells):
+        rows = full.assign(score=genome.link_scores[:, ci]).iloc[order]
+        rows = rows[genome.link_cells[order, ci]]
+        rows.to_csv(folder / f"{cell}.bedpe", sep="\t", header=False, index=False, float_format="%.4f")
+
+
+def _write_truth(out: Path, genome: Genome) -> None:
+    g = genome.genes
+    truth = g[["gene_id", "chrom", "tss", "strand", "gene_end", "program", "distal_driven", "polycomb", "h3k9_silenced", "znf_like", "strength"]].copy()
+    e = genome.enhancers
+    has = g["enhancer"].to_numpy() >= 0
+    enh = g["enhancer"].to_numpy()[has]
+    center, half = e["center"].to_numpy()[enh], e["half_width"].to_numpy()[enh]
+    truth["enhancer_chrom"] = pd.Series(pd.NA, index=truth.index, dtype="string")
+    truth.loc[has, "enhancer_chrom"] = e["chrom"].to_numpy()[enh]
+    for column, values in (("enhancer_start", center - half), ("enhancer_end", center + half)):
+        truth[column] = pd.Series(pd.NA, index=truth.index, dtype="Int64")
+        truth.loc[has, column] = values
+    truth.to_csv(out / "truth.tsv", sep="\t", index=False)
+
+
+def _write_signals(out: Path, genome: Genome, marks: Sequence[str], seed: int) -> None:
+    folder = out / "signals"
+    folder.mkdir()
+    header = list(genome.chrom_sizes.items())
+    for ci, cell in enumerate(genome.cells):
+        writers = {m: pyBigWig.open(str(folder / f"{cell}-{m}.bigwig"), "w") for m in marks}
+        try:
+            for bw in writers.values():
+                bw.addHeader(header)
+            for chrom in genome.chrom_sizes:
+                for mark, (starts, ends, values) in render_cell_chrom(genome, ci, chrom, marks, seed).items():
+                    if len(starts):
+                        writers[mark].addEntries([chrom] * len(starts), starts, ends=ends, values=values)
+        finally:
+            for bw in writers.values():
+                bw.close()
+
+
+def _write_manifest(out: Path, genome: Genome, params: dict[str, Any]) -> None:
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "generator": "epx.data.synthetic",
+        "params": params,
+        "n_genes": int(len(genome.genes)),
+        "n_distal_driven": int(genome.genes["distal_driven"].sum()),
+        "chroms": list(genome.chrom_sizes),
+        "note": "truth.tsv holds the generative facts (program, distal driver); it is not part of the input contract.",
+    }
+    (out / "synthetic.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def generate(
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = DEFAULTS["seed"],
+    n_chroms: int = DEFAULTS["n_chroms"],
+    chrom_length: int = DEFAULTS["chrom_length"],
+    genes_per_chrom: int = DEFAULTS["genes_per_chrom"],
+    cells: Sequence[str] = DEFAULTS["cells"],
+    marks: Sequence[str] = DEFAULTS["marks"],
+    distal_fraction: float = DEFAULTS["distal_fraction"],
+) -> Path:
+    """Write the synthetic dataset folder at ``out_dir`` (atomically) and return its path."""
+    params = resolve_params(
+        seed=seed,
+        n_chroms=n_chroms,
+        chrom_length=chrom_length,
+        genes_per_chrom=genes_per_chrom,
+        cells=cells,
+        marks=marks,
+        distal_fraction=distal_fraction,
+    )
+    out = Path(out_dir).expanduser().absolute()
+    _refuse_foreign_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = out.parent / f".{out.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    building.mkdir()
+    started = time.perf_counter()
+    try:
+        _write_all(building, params)
+        _move_into_place(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    log.info("synthetic dataset written to %s in %.1f s", out, time.perf_counter() - started)
+    return out
+
+
+def _write_all(folder: Path, params: dict[str, Any]) -> None:
+    chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
+    rng = np.random.default_rng([params["seed"], 0])
+    genome = build_genome(rng, chrom_sizes, params["genes_per_chrom"], params["cells"], params["distal_fraction"])
+    _write_chrom_sizes(folder, genome)
+    _write_tss(folder, genome)
+    _write_expression(folder, genome)
+    _write_interactions(folder, genome)
+    _write_truth(folder, genome)
+    _write_signals(folder, genome, params["marks"], params["seed"])
+    _write_manifest(folder, genome, params)  # last: its presence marks a complete folder
+
+
+def _refuse_foreign_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; choose another output path for the synthetic dataset.")
+    if out.is_dir() and any(out.iterdir()) and not (out / "synthetic.json").exists():
+        raise InputError(
+            f"{out} is a non-empty folder that is not a synthetic dataset (no synthetic.json); "
+            "refusing to replace it. Choose an empty or new output path."
+        )
+
+
+def _move_into_place(building: Path, out: Path) -> None:
+    # Move the old folder aside first: rename cannot replace a non-empty directory.
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+    os.replace(building, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The folder's ``synthetic.json``, or None where absent or unreadable."""
+    try:
+        return json.loads((Path(root) / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _matches(root: Path, params: dict[str, Any]) -> bool:
+    manifest = read_manifest(root)
+    return bool(manifest) and manifest.get("format_version") == FORMAT_VERSION and manifest.get("params") == params
+
+
+def ensure_synthetic(root: str | os.PathLike, **params: Any) -> Path:
+    """Return ``root`` holding the synthetic dataset for ``params``, generating it if needed."""
+    resolved = resolve_params(**params)
+    root = Path(root).expanduser().absolute()
+    if _matches(root, resolved):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root.with_name(root.name + ".lock"))):
+        if _matches(root, resolved):  # another process built it while we waited
+            return root
+        log.info("generating the synthetic dataset at %s (once; reused afterwards)", root)
+        return generate(root, **resolved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``epx synth OUT [--seed S] [--small] [...]``: write a synthetic dataset folder."""
+    parser = argparse.ArgumentParser(
+        prog="epx synth",
+        description="Write the built-in synthetic Roadmap-like dataset (bigWigs, tss.bed, expression.tsv, "
+        "interactions/*.bedpe, chrom.sizes, truth.tsv) to OUT.",
+    )
+    parser.add_argument("out", type=Path, help="output folder (created; an earlier synthetic folder is replaced)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--small", action="store_true", help=f"quick version: {SMALL}")
+    parser.add_argument("--n-chroms", type=int, help=f"default {DEFAULTS['n_chroms']}")
+    parser.add_argument("--chrom-length", type=int, help=f"bp, default {DEFAULTS['chrom_length']}")
+    parser.add_argument("--genes-per-chrom", type=int, help=f"default {DEFAULTS['genes_per_chrom']}")
+    parser.add_argument("--cells", help="comma-separated cell ids (default: the 11 Roadmap cells)")
+    parser.add_argument("--distal-fraction", type=float, help=f"default {DEFAULTS['distal_fraction']}")
+    args = parser.parse_args(argv)
+    params: dict[str, Any] = dict(SMALL) if args.small else {}
+    overrides = {
+        "n_chroms": args.n_chroms,
+        "chrom_length": args.chrom_length,
+        "genes_per_chrom": args.genes_per_chrom,
+        "cells": args.cells.split(",") if args.cells else None,
+        "distal_fraction": args.distal_fraction,
+    }
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    path = generate(args.out, seed=args.seed, **params)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    raise SystemExit(main())
