@@ -38,16 +38,21 @@ def _job_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+NAME_SKIP = ("paths.", "hydra.", "dataset.root=", "dataset.files.")
+
+
 def _job_identity(cfg: DictConfig) -> dict:
+    """W&B identity: group = the sweep (its date_time dir), name = what distinguishes the job
+    (cell, mark, fold first, then other overrides except machine paths)."""
     if not HydraConfig.initialized():
         return {"group": None, "name": None, "overrides": []}
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     multirun = str(hc.mode) == "RunMode.MULTIRUN"
-    group = Path(hc.sweep.dir).name if multirun else None
-    if multirun:
-        group = f"{Path(hc.sweep.dir).parent.name}_{group}"
-    return {"group": group, "name": ",".join(overrides) or "default", "overrides": overrides}
+    group = f"{Path(hc.sweep.dir).parent.name}_{Path(hc.sweep.dir).name}" if multirun else None
+    head = [f"cell={cfg.cell}", f"mark={cfg.mark}", f"fold={cfg.fold}"]
+    rest = [o for o in overrides if not o.startswith(NAME_SKIP) and o.split("=", 1)[0] not in ("cell", "mark", "fold")]
+    return {"group": group, "name": ",".join(head + rest), "overrides": overrides}
 
 
 def validate(cfg: DictConfig) -> tuple[tuple[str, ...], int]:

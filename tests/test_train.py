@@ -1,0 +1,91 @@
+"""Training jobs end to end on a small synthetic folder (in-process, fast_dev_run-style)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import open_dict
+
+from conftest import REPO
+from epx.cli import compose
+from epx.data.errors import InputError
+from epx.run import train
+
+
+def job_cfg(tmp_path, folder, *overrides):
+    cfg = compose(
+        [
+            "dataset=folder",
+            f"dataset.root={folder}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.cache_dir={tmp_path.parent / 'shared_cache'}",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            *overrides,
+        ]
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "job")
+    return cfg
+
+
+def read_metrics(tmp_path):
+    return json.loads((tmp_path / "job" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("model", ["promoter_cnn", "linear"])
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_fast_dev_run_each_model_and_task(tmp_path, small_synthetic, model, task):
+    record = train(job_cfg(tmp_path, small_synthetic, f"model={model}", f"task={task}", "trainer=debug", "mark=H3K4me3+H3K27ac"))
+    on_disk = read_metrics(tmp_path)
+    assert on_disk["status"] == "ok" and on_disk["n_params"] == record["n_params"] > 0
+    assert on_disk["marks"] == ["H3K4me3", "H3K27ac"] and on_disk["mark"] == "H3K4me3+H3K27ac"
+    assert set(on_disk["test"]) >= ({"pearson", "spearman", "mse"} if task == "regression" else {"auroc", "auprc", "accuracy"})
+    assert sum(on_disk["n_genes"].values()) > 0
+    folds = json.loads((tmp_path / "job" / "folds.json").read_text())
+    assert folds["scheme"] == "chromoformer" and set(folds["genes"]) == {"train", "val", "test"}
+    preds = pd.read_csv(tmp_path / "job" / "predictions.csv")
+    assert list(preds.columns) == ["gene_id", "chrom", "split", "target", "prediction"]
+    assert set(preds.split) == {"train", "val", "test"} and preds.gene_id.is_unique
+
+
+def test_same_seed_same_metrics_including_seed_zero(tmp_path, small_synthetic):
+    runs = []
+    for i in range(2):
+        d = tmp_path / f"run{i}"
+        runs.append(train(job_cfg(d, small_synthetic, "seed=0", "trainer.max_epochs=2", "callbacks=none"))["test"])
+    assert runs[0] == runs[1]
+    other = train(job_cfg(tmp_path / "run2", small_synthetic, "seed=1", "trainer.max_epochs=2", "callbacks=none"))["test"]
+    assert other != runs[0]
+
+
+def test_failing_job_records_status_and_reraises(tmp_path, small_synthetic):
+    with pytest.raises(InputError, match="cell E003, mark H3K9me3"):
+        train(job_cfg(tmp_path, small_synthetic, "mark=H3K9me3", "dataset.files.signal='signals/{cell}-{mark}.missing.bigwig'"))
+    record = read_metrics(tmp_path)
+    assert record["status"] == "failed" and "H3K9me3" in record["error"] and record["wall_seconds"] is not None
+
+
+def test_unknown_cell_for_a_folder_lists_its_cells(tmp_path, small_synthetic):
+    with pytest.raises(InputError, match="valid cells: E003, E114"):
+        train(job_cfg(tmp_path, small_synthetic, "cell=E005"))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [("mark=H3K4me2", "valid marks: H3K4me1, H3K4me3, H3K9me3"), ("cell=E999", "valid cells: E003"), ("fold=9", "valid folds: 0, 1, 2, 3")],
+)
+def test_bad_override_fails_fast_with_one_line(tmp_path, override, message):
+    proc = subprocess.run(
+        [sys.executable, "launch.py", override, f"hydra.run.dir={tmp_path}", "logger=none", f"paths.data_dir={tmp_path}/data"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("epx: error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data" / "synthetic").exists()  # nothing generated before validation
