@@ -117,7 +117,11 @@ def _roadmap(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="epx")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, ConnectionError) as err:
+        print(f"epx: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

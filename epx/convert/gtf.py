@@ -1,0 +1,152 @@
+"""GENCODE / Ensembl GTF → ``tss.bed`` of protein-coding genes (DESIGN §2.1).
+
+Contract:
+
+- Input: a GTF (plain or ``.gz``): 9 tab-separated columns, 1-based inclusive
+  coordinates, attributes as ``key "value";``. Genes are taken from ``gene`` lines; a GTF
+  without ``gene`` lines (older Ensembl releases) gets each gene's span from the
+  smallest start and largest end of its other lines (transcripts, exons).
+- Kept: genes whose ``gene_type`` (GENCODE) or ``gene_biotype`` (Ensembl) is
+  ``protein_coding``. A GTF with neither attribute raises one ``ValueError`` naming the
+  file, unless ``all_genes=True`` (keep every gene).
+- Output: BED6 ``chrom, tss, tss+1, gene_id, 0, strand``, 0-based, sorted by chrom and
+  TSS. The TSS is the gene's 5' end: in BED terms ``start`` for ``+`` genes and
+  ``end - 1`` for ``-`` genes, i.e. GTF ``start - 1`` and GTF ``end - 1``.
+- Ids lose their version (``ENSG00000116213.11`` → ``ENSG00000116213``) so they join the
+  Roadmap RPKM matrix. An id listed twice (GENCODE v19 lists the pseudo-autosomal genes
+  on both chrX and chrY under one id) keeps its first line, the chrX copy in GENCODE order.
+- ``ucsc_names=True`` renames Ensembl chromosomes to UCSC style (``1`` → ``chr1``,
+  ``MT`` → ``chrM``) so the BED matches hg19 bigWigs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from epx.convert import atomic_target, strip_version
+
+_GTF_COLUMNS = {0: "chrom", 2: "feature", 3: "start", 4: "end", 6: "strand", 8: "attributes"}
+_TYPE_KEYS = ("gene_type", "gene_biotype")  # GENCODE, Ensembl
+_ENSEMBL_TO_UCSC = {"MT": "chrM"}
+
+
+@dataclass
+class GtfStats:
+    """What a conversion kept."""
+
+    genes: int  # genes written
+    duplicates_dropped: int  # later lines of an id already written
+
+
+def _attribute(attributes: pd.Series, key: str) -> pd.Series:
+    return attributes.str.extract(rf'(?:^|;)\s*{key} "([^"]*)"', expand=False)
+
+
+def _read_gtf_chunks(path: Path, chunksize: int):
+    try:
+        yield from pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            comment="#",
+            usecols=list(_GTF_COLUMNS),
+            dtype={0: str, 2: str, 3: "int64", 4: "int64", 6: str, 8: str},
+            chunksize=chunksize,
+        )
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ValueError(
+            f"{path} is not a readable GTF ({err}); expected 9 tab-separated columns with "
+            "integer start/end (GENCODE or Ensembl gene annotation)"
+        ) from err
+
+
+def _spans(lines: pd.DataFrame) -> pd.DataFrame:
+    """Gene spans (smallest start, largest end) per ``gene_id`` column of ``lines``."""
+    spans = lines.groupby("gene_id", sort=False).agg(
+        chrom=("chrom", "first"),
+        start=("start", "min"),
+        end=("end", "max"),
+        strand=("strand", "first"),
+        attributes=("attributes", "first"),
+    )
+    return spans.reset_index()
+
+
+def _genes(path: Path, chunksize: int = 500_000) -> pd.DataFrame:
+    """One row per gene, streaming: only ``gene`` lines are kept (GENCODE v19 has 2.6 M
+    lines, 58 k of them genes); without any, spans come from the other lines."""
+    gene_lines: list[pd.DataFrame] = []
+    spans: list[pd.DataFrame] = []
+    for chunk in _read_gtf_chunks(path, chunksize):
+        chunk = chunk.rename(columns=_GTF_COLUMNS)
+        genes = chunk[chunk["feature"] == "gene"]
+        if not genes.empty:
+            gene_lines.append(genes)
+        elif not gene_lines:
+            spans.append(_spans(chunk.assign(gene_id=_attribute(chunk["attributes"], "gene_id"))))
+    if gene_lines:
+        return pd.concat(gene_lines, ignore_index=True)
+    if not spans:
+        return pd.DataFrame(columns=list(_GTF_COLUMNS.values()))
+    return _spans(pd.concat(spans, ignore_index=True))
+
+
+def gtf_to_tss(
+    gtf: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    all_genes: bool = False,
+    ucsc_names: bool = False,
+) -> GtfStats:
+    """Write the TSS of every protein-coding gene in ``gtf`` to ``out`` (see module docstring)."""
+    gtf = Path(gtf)
+    if not gtf.is_file():
+        raise FileNotFoundError(f"GTF file {gtf} does not exist")
+    genes = _genes(gtf)
+    if genes.empty:
+        raise ValueError(f"{gtf} has no annotation lines; expected a GENCODE/Ensembl GTF")
+
+    if not all_genes:
+        types = next(
+            (t for key in _TYPE_KEYS if (t := _attribute(genes["attributes"], key)).notna().any()),
+            None,
+        )
+        if types is None:
+            raise ValueError(
+                f"{gtf} has no gene_type (GENCODE) or gene_biotype (Ensembl) attribute, so "
+                "protein-coding genes cannot be selected; use a GENCODE/Ensembl GTF, or pass "
+                "--all-genes to keep every gene"
+            )
+        genes = genes[types == "protein_coding"]
+
+    gene_ids = strip_version(_attribute(genes["attributes"], "gene_id"))
+    if gene_ids.isna().any():
+        raise ValueError(f"{gtf}: some gene lines have no gene_id attribute")
+    minus = (genes["strand"] == "-").to_numpy()
+    tss = genes["start"].to_numpy() - 1  # GTF is 1-based inclusive
+    tss[minus] = genes["end"].to_numpy()[minus] - 1
+    chroms = genes["chrom"]
+    if ucsc_names:
+        chroms = chroms.map(lambda c: _ENSEMBL_TO_UCSC.get(c, c if c.startswith("chr") else f"chr{c}"))
+
+    bed = pd.DataFrame(
+        {
+            "chrom": chroms.to_numpy(),
+            "start": tss,
+            "end": tss + 1,
+            "gene_id": gene_ids.to_numpy(),
+            "score": 0,
+            "strand": genes["strand"].to_numpy(),
+        }
+    )
+    unique = bed.drop_duplicates("gene_id", keep="first")
+    unique = unique.sort_values(["chrom", "start"], kind="stable")
+
+    final, part = atomic_target(out)
+    unique.to_csv(part, sep="\t", header=False, index=False)
+    os.replace(part, final)
+    return GtfStats(genes=len(unique), duplicates_dropped=len(bed) - len(unique))

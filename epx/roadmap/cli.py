@@ -1,0 +1,196 @@
+"""``epx download`` and ``epx convert`` subcommands (wired into ``epx/cli.py``).
+
+``add_subcommands(subparsers)`` registers, on an ``argparse`` subparsers object:
+
+- ``download roadmap --cells E003,E114 --marks H3K4me3,H3K27ac --dest data/roadmap
+  [--signal tagalign|fc] [--base-url URL | NAME=URL ...]``
+- ``convert tagalign IN OUT --chrom-sizes F [--extend N] [--skip-unknown-chroms]``
+- ``convert gtf IN OUT [--all-genes] [--ucsc-names]``
+- ``convert interactions IN OUT --format pchic|hichip|hicdcplus|custom [column options]``
+- ``convert expression IN OUT``
+- ``convert roadmap --dest data/roadmap [--extend N] [--force]``: every converter a
+  download folder needs, turning it into the dataset contract (DESIGN §2.1).
+
+Each subcommand sets ``func``: a callable taking the parsed args and returning an exit
+code. ``convert_roadmap`` is also the library entry point for the last one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from epx.constants import MARKS, ROADMAP_CELLS
+from epx.convert.expression import rpkm_to_expression
+from epx.convert.gtf import gtf_to_tss
+from epx.convert.interactions import PRESETS, SCORE_KINDS, convert_interactions, resolve_format
+from epx.convert.tagalign import tagalign_to_bigwig
+from epx.roadmap.download import download_roadmap, load_manifest
+
+_FIELDS = ("chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score")
+
+
+def _outdated(out: Path, src: Path) -> bool:
+    return not out.exists() or out.stat().st_mtime < src.stat().st_mtime
+
+
+def convert_roadmap(dest: str | os.PathLike, *, extend: int | None = None, force: bool = False) -> list[Path]:
+    """Convert a ``download roadmap`` folder into the dataset contract; return outputs written.
+
+    tagAlign → ``signals/{cell}-{mark}.bigwig``, GTF → ``tss.bed``, RPKM → ``expression.tsv``.
+    Outputs newer than their input are kept unless ``force``.
+    """
+    root = Path(dest)
+    files = load_manifest()["files"]
+    chrom_sizes = root / files["chrom_sizes"]["dest"]
+    if not chrom_sizes.is_file():
+        raise FileNotFoundError(
+            f"{chrom_sizes} is missing; run `epx download roadmap --dest {root} ...` first"
+        )
+    jobs = [
+        (root / "raw" / f, root / "signals" / f.replace(".tagAlign.gz", ".bigwig"), "tagalign")
+        for f in sorted(p.name for p in (root / "raw").glob("*.tagAlign.gz"))
+    ]
+    jobs += [(root / files["gtf"]["dest"], root / "tss.bed", "gtf"),
+             (root / files["rpkm"]["dest"], root / "expression.tsv", "rpkm")]
+    converters = {
+        "tagalign": lambda src, out: tagalign_to_bigwig(src, chrom_sizes, out, extend=extend),
+        "gtf": gtf_to_tss,
+        "rpkm": rpkm_to_expression,
+    }
+    written = []
+    for src, out, kind in jobs:
+        if not src.exists():
+            raise FileNotFoundError(f"{src} is missing; run `epx download roadmap --dest {root} ...` first")
+        if force or _outdated(out, src):
+            print(f"converting {src} -> {out}", flush=True)
+            converters[kind](src, out)
+            written.append(out)
+    return written
+
+
+# ---------------------------------------------------------------- command functions
+
+
+def _cmd_download_roadmap(args: argparse.Namespace) -> int:
+    files = download_roadmap(
+        args.cells, args.marks, args.dest, signal=args.signal, base_urls=args.base_url,
+        retries=args.retries, progress=not args.no_progress,
+    )
+    print(f"{len(files)} files verified in {args.dest}")
+    if args.signal == "tagalign":
+        print(f"next: epx convert roadmap --dest {args.dest}")
+    return 0
+
+
+def _cmd_convert_tagalign(args: argparse.Namespace) -> int:
+    stats = tagalign_to_bigwig(
+        args.src, args.chrom_sizes, args.out, extend=args.extend,
+        skip_unknown_chroms=args.skip_unknown_chroms, chunksize=args.chunksize,
+    )
+    print(f"{args.out}: {stats.reads} reads, {stats.intervals} intervals"
+          + (f", skipped {stats.skipped}" if stats.skipped else ""))
+    return 0
+
+
+def _cmd_convert_gtf(args: argparse.Namespace) -> int:
+    stats = gtf_to_tss(args.src, args.out, all_genes=args.all_genes, ucsc_names=args.ucsc_names)
+    print(f"{args.out}: {stats.genes} genes ({stats.duplicates_dropped} duplicate ids dropped)")
+    return 0
+
+
+def _cmd_convert_interactions(args: argparse.Namespace) -> int:
+    def column(value: str | None) -> str | int | None:
+        return int(value) if value is not None and args.no_header and value.isdigit() else value
+
+    overrides = {f: column(getattr(args, f)) for f in _FIELDS}
+    overrides["score_kind"] = args.score_kind
+    if args.no_header:
+        overrides["header"] = False
+    if args.one_based:
+        overrides["one_based"] = True
+    fmt = resolve_format(None if args.format == "custom" else args.format, **overrides)
+    rows = convert_interactions(args.src, args.out, fmt, threshold=args.threshold)
+    print(f"{args.out}: {rows} interactions; score kind {fmt.score_kind} "
+          f"(run with dataset.interactions.score_kind={fmt.score_kind})")
+    return 0
+
+
+def _cmd_convert_expression(args: argparse.Namespace) -> int:
+    print(f"{args.out}: {rpkm_to_expression(args.src, args.out)} genes")
+    return 0
+
+
+def _cmd_convert_roadmap(args: argparse.Namespace) -> int:
+    written = convert_roadmap(args.dest, extend=args.extend, force=args.force)
+    print(f"{args.dest}: {len(written)} files converted; dataset root ready "
+          f"(dataset=folder dataset.root={args.dest})")
+    return 0
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``download`` and ``convert`` (with their own subcommands) on ``subparsers``."""
+    download = subparsers.add_parser("download", help="fetch public data sets")
+    sources = download.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    roadmap = sources.add_parser(
+        "roadmap", help="Roadmap Epigenomics (hg19): signals, RPKM matrix, GENCODE v19, chrom sizes",
+    )
+    roadmap.add_argument("--cells", required=True,
+                         help=f"comma-separated EIDs or 'all' ({','.join(ROADMAP_CELLS)})")
+    roadmap.add_argument("--marks", required=True, help=f"comma-separated marks or 'all' ({','.join(MARKS)})")
+    roadmap.add_argument("--dest", type=Path, default=Path("data/roadmap"))
+    roadmap.add_argument("--signal", choices=sorted(load_manifest()["signals"]), default="tagalign",
+                         help="tagalign: consolidated reads (convert to read depth); fc: MACS2 fold-change bigWigs")
+    roadmap.add_argument("--base-url", action="append", default=[], metavar="URL|NAME=URL",
+                         help="mirror for every source, or NAME=URL for one (roadmap, gencode, ucsc)")
+    roadmap.add_argument("--retries", type=int, default=5)
+    roadmap.add_argument("--no-progress", action="store_true")
+    roadmap.set_defaults(func=_cmd_download_roadmap)
+
+    convert = subparsers.add_parser("convert", help="convert lab formats into the dataset contract")
+    kinds = convert.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    tagalign = kinds.add_parser("tagalign", help="tagAlign(.gz) reads -> per-bp read-depth bigWig")
+    tagalign.add_argument("src", type=Path)
+    tagalign.add_argument("out", type=Path)
+    tagalign.add_argument("--chrom-sizes", type=Path, required=True)
+    tagalign.add_argument("--extend", type=int, default=None, help="fragment length (strand-aware); default: reads as written")
+    tagalign.add_argument("--skip-unknown-chroms", action="store_true")
+    tagalign.add_argument("--chunksize", type=int, default=2_000_000, help="reads parsed per chunk")
+    tagalign.set_defaults(func=_cmd_convert_tagalign)
+
+    gtf = kinds.add_parser("gtf", help="GENCODE/Ensembl GTF -> tss.bed of protein-coding genes")
+    gtf.add_argument("src", type=Path)
+    gtf.add_argument("out", type=Path)
+    gtf.add_argument("--all-genes", action="store_true", help="keep every gene, not only protein-coding")
+    gtf.add_argument("--ucsc-names", action="store_true", help="Ensembl chromosome names -> UCSC (1 -> chr1, MT -> chrM)")
+    gtf.set_defaults(func=_cmd_convert_gtf)
+
+    inter = kinds.add_parser("interactions", help="pcHi-C / HiChIP / HiCDCPlus table -> BEDPE")
+    inter.add_argument("src", type=Path)
+    inter.add_argument("out", type=Path)
+    inter.add_argument("--format", choices=[*sorted(PRESETS), "custom"], required=True,
+                       help="pchic: CHiCAGO ibed; hichip: FitHiChIP; hicdcplus: gi_list_write; custom: map every column")
+    for name in _FIELDS:
+        inter.add_argument(f"--{name}", default=None, metavar="COLUMN", help=f"source column for {name}")
+    inter.add_argument("--score-kind", choices=sorted(SCORE_KINDS), default=None)
+    inter.add_argument("--no-header", action="store_true", help="the table has no header; columns are 0-based indices")
+    inter.add_argument("--one-based", action="store_true", help="the table's starts are 1-based")
+    inter.add_argument("--threshold", type=float, default=None,
+                       help="drop rows the score kind rejects (frequency: < t, qvalue: > t)")
+    inter.set_defaults(func=_cmd_convert_interactions)
+
+    expression = kinds.add_parser("expression", help="RPKM matrix (57epigenomes.RPKM.pc) -> expression.tsv")
+    expression.add_argument("src", type=Path)
+    expression.add_argument("out", type=Path)
+    expression.set_defaults(func=_cmd_convert_expression)
+
+    folder = kinds.add_parser("roadmap", help="convert a `download roadmap` folder into the dataset contract")
+    folder.add_argument("--dest", type=Path, default=Path("data/roadmap"))
+    folder.add_argument("--extend", type=int, default=None)
+    folder.add_argument("--force", action="store_true", help="reconvert outputs that are up to date")
+    folder.set_defaults(func=_cmd_convert_roadmap)
