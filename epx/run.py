@@ -62,6 +62,8 @@ def validate(cfg: DictConfig) -> tuple[tuple[str, ...], int]:
     cells = cfg.dataset.get("cells")
     if cells:
         check_cell(str(cfg.cell), cells, f"dataset={cfg.dataset.name}")
+        if cfg.get("test_cell"):
+            check_cell(str(cfg.test_cell), cells, f"dataset={cfg.dataset.name} (test_cell)")
     supported = cfg.model.get("tasks")
     if supported and cfg.task.name not in supported:
         raise InputError(f"model={cfg.model.name} does not support task={cfg.task.name}; it supports: {', '.join(supported)}")
@@ -83,11 +85,12 @@ def _predictions(trainer: L.Trainer, module, dm: EpxDataModule) -> pd.DataFrame:
             continue
         outs = trainer.predict(module, dataloaders=loader, ckpt_path=None)
         gene = torch.cat([o["gene"] for o in outs]).numpy()
+        table = dm.tables[split]
         frames.append(
             pd.DataFrame(
                 {
-                    "gene_id": dm.genes["gene_id"].to_numpy()[gene],
-                    "chrom": dm.genes["chrom"].to_numpy()[gene],
+                    "gene_id": table["gene_id"].to_numpy()[gene],
+                    "chrom": table["chrom"].to_numpy()[gene],
                     "split": split,
                     "target": torch.cat([o["target"] for o in outs]).numpy(),
                     "prediction": torch.cat([o["prediction"] for o in outs]).numpy(),
@@ -135,7 +138,8 @@ def train(cfg: DictConfig) -> dict:
         spec = instantiate(cfg.dataset.spec)
         spec.materialize()
         if not cfg.dataset.get("cells"):
-            _check_folder_cells(spec, str(cfg.cell))
+            for cell in filter(None, [cfg.cell, cfg.get("test_cell")]):
+                _check_folder_cells(spec, str(cell))
         objective = instantiate(cfg.task.objective)
         dm = EpxDataModule(
             spec=spec,
@@ -147,6 +151,7 @@ def train(cfg: DictConfig) -> dict:
             cache_dir=cfg.paths.cache_dir,
             batch_size=int(cfg.model.batch_size),
             num_workers=int(cfg.get("num_workers", 0)),
+            test_cell=cfg.get("test_cell"),
         )
         dm.prepare_data()
         dm.setup()

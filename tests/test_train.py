@@ -89,3 +89,17 @@ def test_bad_override_fails_fast_with_one_line(tmp_path, override, message):
     assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "data" / "synthetic").exists()  # nothing generated before validation
+
+
+def test_cross_cell_mode_tests_on_the_other_cells_data(tmp_path, small_synthetic):
+    train(job_cfg(tmp_path, small_synthetic, "test_cell=E114", "trainer=debug", "model=linear"))
+    record = read_metrics(tmp_path)
+    assert record["status"] == "ok" and record["test_cell"] == "E114"
+    preds = pd.read_csv(tmp_path / "job" / "predictions.csv")
+    expr = pd.read_csv(small_synthetic / "expression.tsv", sep="\t").set_index("gene_id")
+    test = preds[preds.split == "test"].set_index("gene_id")
+    import numpy as np
+
+    np.testing.assert_allclose(test.target, np.log2(expr.loc[test.index, "E114"] + 1), rtol=1e-5)
+    train_rows = preds[preds.split == "train"].set_index("gene_id")
+    np.testing.assert_allclose(train_rows.target, np.log2(expr.loc[train_rows.index, "E003"] + 1), rtol=1e-5)

@@ -6,6 +6,10 @@ any long work, and builds the cell's cache once (locked). ``setup()`` loads the 
 assigns chromosome-held-out splits (``spec.folds``), loads the cached tracks of the genes'
 chromosomes into memory and asks the model's ``inputs`` builder for one Dataset per split.
 Batches come from memory (``ArrayDataset.__getitems__``), never from per-item file reads.
+
+Cross-cell-type mode (``test_cell``): train and validate on ``cell``; the test split holds the
+same held-out chromosomes but reads ``test_cell``'s signals, interactions and expression —
+meaningful only when both cells' signals are comparably normalised (README).
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ class EpxDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         bin_bp: int = 100,
+        test_cell: str | None = None,
     ):
         super().__init__()
         self.spec, self.cell, self.marks, self.fold = spec, cell, tuple(marks), int(fold)
         self.inputs, self.target_column = inputs, target_column
-        self.cache = None
+        self.test_cell = test_cell if test_cell and test_cell != cell else None
+        self.caches: dict[str, CellCache] = {}
         self.cache_dir, self.bin_bp = Path(cache_dir), bin_bp
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -58,34 +64,54 @@ class EpxDataModule(L.LightningDataModule):
         self.genes: pd.DataFrame | None = None
         self.split: pd.Series | None = None
 
-    def _cache(self) -> CellCache:
-        if self.cache is None:
-            self.cache = CellCache(self.spec, self.cell, self.cache_dir, bin_bp=self.bin_bp)
-        return self.cache
+    @property
+    def cells(self) -> list[str]:
+        return [self.cell] + ([self.test_cell] if self.test_cell else [])
+
+    def _cache(self, cell: str) -> CellCache:
+        if cell not in self.caches:
+            self.caches[cell] = CellCache(self.spec, cell, self.cache_dir, bin_bp=self.bin_bp)
+        return self.caches[cell]
 
     def prepare_data(self) -> None:
         self.spec.materialize()
-        self.spec.check([self.cell], self.marks)
-        self._cache().ensure(self.marks)
+        self.spec.check(self.cells, self.marks)
+        for cell in self.cells:
+            self._cache(cell).ensure(self.marks)
+
+    def _context(self, cell: str, genes: pd.DataFrame, chroms) -> DataContext:
+        tracks = SignalTracks(self._cache(cell).load(self.marks, chroms=chroms), self.marks, base_bp=self.bin_bp)
+        interactions = read_interactions(self.spec.interactions_path(cell))
+        return DataContext(tracks, genes, interactions, cell, self.marks, self.target_column)
+
+    def _genes(self, cell: str) -> pd.DataFrame:
+        return load_genes(self.spec.path("tss"), self.spec.path("expression"), cell, self._cache(cell).chrom_sizes)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        cache = self._cache()
-        genes = load_genes(self.spec.path("tss"), self.spec.path("expression"), self.cell, cache.chrom_sizes)
-        folds = dict(self.spec.folds)
-        split = assign_splits(genes, self.fold, **folds)
+        genes = self._genes(self.cell)
+        split = assign_splits(genes, self.fold, **dict(self.spec.folds))
         self.genes, self.split = genes, split
-        used = genes["chrom"][split != "unused"].unique()
-        tracks = SignalTracks(cache.load(self.marks, chroms=used), self.marks, base_bp=self.bin_bp)
-        interactions = read_interactions(self.spec.interactions_path(self.cell))
-        self.context = DataContext(tracks, genes, interactions, self.cell, self.marks, self.target_column)
+        context = self._context(self.cell, genes, genes["chrom"][split != "unused"].unique())
+        self.tables = {name: genes for name in SPLITS}
         for name in SPLITS:
-            rows = np.flatnonzero((split == name).to_numpy())
-            self.datasets[name] = self.inputs(self.context, rows)
+            if name == "test" and self.test_cell:
+                continue
+            self.datasets[name] = self.inputs(context, np.flatnonzero((split == name).to_numpy()))
+        if self.test_cell:
+            # same held-out chromosomes, the other cell's signal, interactions and expression
+            test_genes = self._genes(self.test_cell)
+            test_chroms = set(genes["chrom"][split == "test"])
+            rows = np.flatnonzero(test_genes["chrom"].isin(test_chroms).to_numpy())
+            self.tables["test"] = test_genes
+            self.datasets["test"] = self.inputs(self._context(self.test_cell, test_genes, sorted(test_chroms)), rows)
 
     def n_genes(self) -> dict[str, int]:
-        return {name: int((self.split == name).sum()) for name in SPLITS}
+        n = {name: int((self.split == name).sum()) for name in SPLITS}
+        if self.test_cell:
+            n["test"] = int(self.tables["test"]["chrom"].isin(set(self.genes["chrom"][self.split == "test"])).sum())
+        return n
 
     def fold_record(self) -> dict:
         return fold_record(self.genes, self.split, self.fold, self.spec.folds.get("scheme", "chromoformer"))

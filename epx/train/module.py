@@ -56,8 +56,7 @@ class EpxModule(L.LightningModule):
     def _eval_step(self, batch: dict, stage: str, metrics) -> None:
         out = self(batch["x"])
         loss = self.objective.loss(out, batch)
-        pred, target, _ = self.objective.gene_outputs(out, batch)
-        metrics.update(pred, target)
+        self.objective.update_metrics(metrics, out, batch)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=self._batch_size(batch))
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=self._batch_size(batch))
 

@@ -3,7 +3,8 @@
 Contract: an objective has ``name``, ``out_dim`` (the net's output width), ``target_column``
 (column of the gene table used as ``batch["y"]``), ``primary`` metric, ``loss(out, batch)``,
 ``gene_outputs(out, batch) -> (prediction, target, gene_index)`` (1-D tensors, one entry per
-gene in the batch) and ``metrics() -> MetricCollection``. Metrics are torchmetrics states,
+gene in the batch), ``metrics() -> MetricCollection`` and ``update_metrics(metrics, out,
+batch)`` (default: per-gene update; an objective with extra per-bin metrics routes them here). Metrics are torchmetrics states,
 so a test metric is computed once over every gene of the test set, not averaged over batches.
 
 ``conf/task/*.yaml`` is the registry (``task=regression|classification``).
@@ -18,7 +19,15 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryAvera
 from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
 
 
-class Regression:
+class GeneObjective:
+    """Shared behaviour: metrics are updated with one (prediction, target) pair per gene."""
+
+    def update_metrics(self, metrics: MetricCollection, out: torch.Tensor, batch: dict) -> None:
+        pred, target, _ = self.gene_outputs(out, batch)
+        metrics.update(pred, target)
+
+
+class Regression(GeneObjective):
     """MSE on log2(RPKM+1); Pearson r, Spearman ρ and MSE per gene."""
 
     name = "regression"
@@ -36,7 +45,7 @@ class Regression:
         return MetricCollection({"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef(), "mse": MeanSquaredError()})
 
 
-class Classification:
+class Classification(GeneObjective):
     """High vs low expression (RPKM ≥ the cell's median): 2 logits, cross-entropy; AUROC, AUPRC, accuracy."""
 
     name = "classification"
