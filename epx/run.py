@@ -140,7 +140,8 @@ def train(cfg: DictConfig) -> dict:
         if not cfg.dataset.get("cells"):
             for cell in filter(None, [cfg.cell, cfg.get("test_cell")]):
                 _check_folder_cells(spec, str(cell))
-        objective = instantiate(cfg.task.objective)
+        # count models (GraphReg) bring their own objective; others take the task's
+        objective = instantiate(cfg.model.get("objective") or cfg.task.objective)
         dm = EpxDataModule(
             spec=spec,
             cell=str(cfg.cell),
@@ -158,7 +159,7 @@ def train(cfg: DictConfig) -> dict:
         record["n_genes"] = dm.n_genes()
         write_json(job_dir / "folds.json", dm.fold_record())
 
-        net = instantiate(cfg.model.net, n_marks=len(marks), out_dim=objective.out_dim)
+        net = instantiate(cfg.model.net, n_marks=len(marks))
         module = instantiate(cfg.model.module, net=net, objective=objective)
         record["n_params"] = module.n_params
 
