@@ -87,3 +87,15 @@ def test_extraction_is_vectorised_over_many_genes():
     many = t.tss_windows(["chr1"] * n, tss, strands, window_bp=2000, bin_bp=100)
     one = np.concatenate([t.tss_windows(["chr1"], [s], [d], window_bp=2000, bin_bp=100) for s, d in zip(tss[:20], strands[:20])])
     np.testing.assert_allclose(many[:20], one)
+
+
+def test_reversed_region_mirrors_exactly_including_odd_padding():
+    rng = np.random.default_rng(2)
+    fwd = rng.random((500, 2)).astype(np.float32)
+    t = SignalTracks({"f": fwd, "r": fwd[::-1].copy()}, "AB")
+    length = 500 * 100
+    for s, e in [(1_000, 3_000), (1_050, 2_333), (0, 30_000)]:
+        a, ma = t.region_windows(["f"], [s], [e], length_bp=8_000, bin_bp=500)
+        b, mb = t.region_windows(["r"], [length - e], [length - s], length_bp=8_000, bin_bp=500, reverse=[True])
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+        assert (ma == mb).all()

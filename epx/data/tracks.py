@@ -8,9 +8,9 @@ return ln(mean + 1):
 - ``tss_windows(chroms, tss, strands, window_bp, bin_bp) -> (N, M, L)``, L = window_bp/bin_bp,
   oriented 5'→3': the base bin holding the TSS sits at base index n/2 (so at coarse index
   L/2) on both strands; − strand windows are mirrored. Off-chromosome bins are 0.
-- ``region_windows(chroms, starts, ends, length_bp, bin_bp) -> (x (N, M, L), mask (N, L))``:
-  arbitrary regions (pCREs) binned from their own start, centre-padded (or centre-cropped)
-  to L bins; ``mask`` is True on real bins.
+- ``region_windows(chroms, starts, ends, length_bp, bin_bp, reverse=None) -> (x (N, M, L),
+  mask (N, L))``: arbitrary regions (pCREs) binned from their own start (from their end when
+  ``reverse``), centre-padded (or centre-cropped) to L bins; ``mask`` is True on real bins.
 - ``chrom_track(chrom, bin_bp) -> (M, n)``: a whole chromosome, for GraphReg windows.
 
 Everything is NumPy fancy indexing over arrays already in memory: no per-gene loops over files.
@@ -85,31 +85,32 @@ class SignalTracks:
         base[minus] = base[minus, ::-1]
         return self._finish(base, k)
 
-    def region_windows(self, chroms, starts, ends, *, length_bp: int, bin_bp: int) -> tuple[np.ndarray, np.ndarray]:
+    def region_windows(self, chroms, starts, ends, *, length_bp: int, bin_bp: int, reverse=None) -> tuple[np.ndarray, np.ndarray]:
+        """``reverse`` (bool per region): read the region 3'→5' (for − strand genes), binned
+        from its end and padded mirror-wise, so a mirrored genome gives identical windows."""
         k = self._factor(bin_bp)
         n_out = length_bp // bin_bp
         chroms = np.asarray(chroms)
         starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        rev = np.zeros(len(starts), bool) if reverse is None else np.asarray(reverse, bool)
         first = starts // self.base_bp
-        n_base = np.maximum((ends - 1) // self.base_bp - first + 1, 1)
+        last = np.maximum((ends - 1) // self.base_bp, first)
+        n_base = last - first + 1
         n_bins = np.minimum(-(-n_base // k), n_out)
-        # centre-crop long regions: shift the first base bin so the kept bins are central
-        extra = -(-n_base // k) - n_bins
-        first = first + (extra // 2) * k
+        crop = (-(-n_base // k) - n_bins) // 2 * k  # base bins dropped at the read start when too long
         pad_left = (n_out - n_bins) // 2
-        # base index for every output base slot; slots outside the region are masked
-        slot = np.arange(n_out * k)
-        rel = slot[None, :] - pad_left[:, None] * k
-        real_base = (rel >= 0) & (rel < np.minimum(n_base - (extra // 2) * k, n_bins * k)[:, None])
+        anchor = np.where(rev, last - crop, first + crop)
+        rel = np.arange(n_out * k)[None, :] - pad_left[:, None] * k
+        idx = np.where(rev[:, None], anchor[:, None] - rel, anchor[:, None] + rel)
+        real_base = (rel >= 0) & (rel < np.minimum(n_base - crop, n_bins * k)[:, None])
         base = np.zeros((len(starts), n_out * k, self.n_marks), np.float32)
         for chrom in np.unique(chroms):
             rows = np.flatnonzero(chroms == chrom)
-            base[rows] = self._gather(chrom, first[rows, None] + rel[rows])
+            base[rows] = self._gather(chrom, idx[rows])
         base[~real_base] = 0.0
         out_slot = np.arange(n_out)
         mask = (out_slot[None, :] >= pad_left[:, None]) & (out_slot[None, :] < (pad_left + n_bins)[:, None])
-        x = self._finish(base, k)
-        return x, mask
+        return self._finish(base, k), mask
 
     def chrom_track(self, chrom: str, *, bin_bp: int) -> np.ndarray:
         k = self._factor(bin_bp)

@@ -1,0 +1,96 @@
+"""Chromoformer inputs: pCRE selection, batch assembly, strand, and a fast_dev_run job."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from epx.data.chromoformer_inputs import ChromoformerInputs
+from epx.data.inputs import DataContext
+from epx.data.interactions import read_interactions
+from epx.data.pcres import select_pcres
+from epx.data.tracks import SignalTracks
+from epx.models.chromoformer import Chromoformer
+from test_train import job_cfg, read_metrics
+from epx.run import train
+
+
+def bedpe(rows):
+    return read_interactions(pd.DataFrame(rows, columns=["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]))
+
+
+GENES = pd.DataFrame({"gene_id": ["a", "b", "c"], "chrom": ["chr1", "chr1", "chr2"], "tss": [10_000, 50_000, 5_000], "strand": ["+", "-", "+"]})
+
+
+def test_pcre_selection_by_score_both_orientations_ties_deterministic():
+    links = bedpe([
+        ["chr1", 10_000, 10_001, "chr1", 30_000, 32_000, "a", 2.0],
+        ["chr1", 70_000, 71_000, "chr1", 10_500, 10_600, "x", 5.0],   # reversed orientation, anchor within tolerance
+        ["chr1", 10_000, 10_001, "chr1", 20_000, 21_000, "a", 2.0],   # tie with the first: (chrom, start) breaks it
+        ["chr1", 10_000, 10_001, "chr1", 9_000, 9_500, "a", 9.0],     # partner overlaps the promoter: not a pCRE
+        ["chr1", 10_000, 10_001, "chr1", 30_000, 32_000, "a", 1.0],   # duplicate partner, lower score
+        ["chr1", 12_000, 12_001, "chr1", 40_000, 41_000, "a", 3.0],   # anchor 2 kb away: beyond tolerance
+        ["chr2", 5_000, 5_001, "chr2", 100, 200, "c", 1.5],
+    ])
+    slots = select_pcres(GENES, links, tolerance_bp=1000, i_max=2)
+    assert slots.mask.tolist() == [[True, True], [False, False], [True, False]]
+    assert list(zip(slots.start[0], slots.end[0], slots.freq[0])) == [(70_000, 71_000, 5.0), (20_000, 21_000, 2.0)]
+    slots3 = select_pcres(GENES, links, tolerance_bp=1000, i_max=3)
+    assert slots3.start[0].tolist() == [70_000, 20_000, 30_000] and slots3.freq[0].tolist() == [5.0, 2.0, 2.0]
+    assert slots3.start[2, 0] == 100
+
+
+def _context(tracks, genes, links):
+    g = genes.assign(target=np.arange(len(genes), dtype=float), rpkm=1.0, label=0)
+    return DataContext(tracks, g, links, "X", tracks.marks, "target")
+
+
+def test_batch_matches_the_network_contract_and_runs():
+    rng = np.random.default_rng(0)
+    tracks = SignalTracks({"chr1": rng.random((2000, 2), dtype=np.float32), "chr2": rng.random((500, 2), dtype=np.float32)}, ["A", "B"])
+    links = bedpe([["chr1", 10_000, 10_001, "chr1", 30_000, 32_000, "a", 2.0]])
+    ds = ChromoformerInputs(i_max=3)(_context(tracks, GENES, links), np.arange(3))
+    batch = ds.__getitems__([0, 1, 2])
+    x = batch["x"]
+    assert x["promoter"][2000].shape == (3, 2, 20) and x["promoter"][100].shape == (3, 2, 400)
+    assert x["pcres"][500].shape == (3, 3, 2, 80) and x["pcre_bin_mask"][100].shape == (3, 3, 400)
+    assert x["pcre_mask"].tolist() == [[True, False, False], [False, False, False], [False, False, False]]
+    assert x["pcre_bin_mask"][100][0, 0].sum() == 20  # a 2 kb pCRE is 20 real 100-bp bins
+    expected, _ = tracks.region_windows(["chr1"], [30_000], [32_000], length_bp=40_000, bin_bp=100)
+    np.testing.assert_allclose(x["pcres"][100][0, 0].numpy(), expected[0])
+    net = Chromoformer(n_marks=2, i_max=3).eval()
+    with torch.no_grad():
+        out = net(**x)
+    assert out.shape == (3, 1) and torch.isfinite(out).all()
+
+
+def test_minus_strand_gene_sees_mirrored_promoter_and_pcres():
+    rng = np.random.default_rng(1)
+    n = 3000
+    fwd = rng.random((n, 2), dtype=np.float32)
+    tracks = SignalTracks({"chr1": fwd, "chrR": fwd[::-1].copy()}, ["A", "B"])
+    length = n * 100
+    tss, pc = 150_050, (170_000, 172_000)
+    genes = pd.DataFrame({"gene_id": ["f", "r"], "chrom": ["chr1", "chrR"], "tss": [tss, length - 1 - tss], "strand": ["+", "-"]})
+    links = bedpe([
+        ["chr1", tss, tss + 1, "chr1", *pc, "f", 3.0],
+        ["chrR", length - 1 - tss, length - tss, "chrR", length - pc[1], length - pc[0], "r", 3.0],
+    ])
+    batch = ChromoformerInputs(i_max=2)(_context(tracks, genes, links), np.arange(2)).__getitems__([0, 1])
+    for r in (2000, 500, 100):
+        np.testing.assert_allclose(batch["x"]["promoter"][r][0], batch["x"]["promoter"][r][1], rtol=1e-6)
+        np.testing.assert_allclose(batch["x"]["pcres"][r][0], batch["x"]["pcres"][r][1], rtol=1e-6)
+        assert torch.equal(batch["x"]["pcre_bin_mask"][r][0], batch["x"]["pcre_bin_mask"][r][1])
+
+
+def test_chromoformer_fast_dev_run_job(tmp_path, small_synthetic):
+    train(job_cfg(tmp_path, small_synthetic, "model=chromoformer", "trainer=debug", "mark=all", "model.batch_size=8"))
+    record = read_metrics(tmp_path)
+    assert record["status"] == "ok" and record["n_params"] == 5_341_457
+
+
+def test_chromoformer_classification_param_count(tmp_path, small_synthetic):
+    train(job_cfg(tmp_path, small_synthetic, "model=chromoformer", "task=classification", "trainer=debug", "mark=all", "model.batch_size=4"))
+    assert read_metrics(tmp_path)["n_params"] == 5_341_586
