@@ -41,7 +41,7 @@ from epx.data.synthetic_biology import Genome, build_genome, render_cell_chrom
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: distal-driven genes keep every gene-local mark primed
 CHROM_NAMES: tuple[str, ...] = tuple(f"chr{i}" for i in range(1, 23)) + ("chrX",)
 DEFAULTS: dict[str, Any] = {
     "seed": 0,

@@ -7,7 +7,8 @@ Contract: ``EpxModule(net, objective, optimizer, scheduler=None, monitor="val/lo
 ``x`` (the net's keyword inputs), ``y`` (targets), ``gene`` (row index into the gene table).
 
 Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``; ``predict_step`` returns
-per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``.
+per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``. A net may define
+``penalty()``, a regularisation term added to the training loss.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class EpxModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.objective.loss(self(batch["x"]), batch)
+        if hasattr(self.net, "penalty"):  # e.g. the ridge term of the linear baseline
+            loss = loss + self.net.penalty()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=self._batch_size(batch))
         return loss
 
