@@ -66,10 +66,10 @@ def prepare(argv: list[str]) -> int:
     cells = cells or [str(cfg.cell)]
     try:
         marks = parse_marks(cfg.mark) if any(o.startswith("mark=") for o in overrides) else MARKS
+        for cell in cells if cfg.dataset.get("cells") else []:
+            check_cell(cell, cfg.dataset.cells, f"dataset={cfg.dataset.name}")
         spec = instantiate(cfg.dataset.spec).materialize()
         for cell in cells:
-            if cfg.dataset.get("cells"):
-                check_cell(cell, cfg.dataset.cells, f"dataset={cfg.dataset.name}")
             available = [m for m in marks if spec.signal_path(cell, m).exists()]
             spec.check([cell], available or marks)
             path = CellCache(spec, cell, cfg.paths.cache_dir).ensure(available)
