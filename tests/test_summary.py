@@ -33,7 +33,7 @@ def write_sweep(sweep: Path, task_overrides: list[str], *, model: str = "promote
         "cell": "E003",
         "mark": "H3K4me3",
         "fold": 0,
-        "task": task,
+        "task": {"name": task, "out_dim": 1, "objective": {"_target_": "epx.train.objectives.Regression"}},
         "seed": 0,
         "test_cell": None,
         "hydra": {
@@ -44,7 +44,7 @@ def write_sweep(sweep: Path, task_overrides: list[str], *, model: str = "promote
                 "params": None,
             },
             "overrides": {"hydra": [f"hydra.sweep.dir={sweep}"], "task": task_overrides},
-            "runtime": {"choices": {"model": model, "trainer": "default"}},
+            "runtime": {"choices": {"model": model, "task": task, "trainer": "default"}},
         },
     }
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(config))
@@ -236,6 +236,14 @@ def test_running_job_dir_without_metrics_is_missing_with_its_config(tmp_path: Pa
         ("0", "ok", "0", "0"),
         ("1", "missing", "1", "7"),
     ]
+
+
+def test_never_started_job_takes_task_name_from_the_group_choice(tmp_path: Path) -> None:
+    write_sweep(tmp_path, ["fold=0,1"], task="classification")
+    jobs = expected_grid(tmp_path)
+    write_job(tmp_path, 0, jobs[0], metrics_for(jobs[0], task="classification", test={"auroc": 0.8}))
+    rows = read_csv(summarize(tmp_path)[0])
+    assert [(row["status"], row["task"]) for row in rows] == [("ok", "classification"), ("missing", "classification")]
 
 
 def test_job_dirs_without_multirun_yaml(tmp_path: Path) -> None:

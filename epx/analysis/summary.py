@@ -135,7 +135,10 @@ def _identity_from_config(config: Any, hydra_cfg: Any) -> dict[str, Any]:
     if isinstance(hydra_cfg, dict) and "hydra" in hydra_cfg:
         hydra_cfg = hydra_cfg["hydra"]
     choices = ((hydra_cfg or {}).get("runtime") or {}).get("choices") or {}
-    identity["model"] = _known(choices.get("model"))
+    # model and task are config groups: their name is the group choice (else the node's name)
+    for group in ("model", "task"):
+        node = config.get(group)
+        identity[group] = _known(choices.get(group) or (node.get("name") if isinstance(node, dict) else node))
     return identity
 
 
