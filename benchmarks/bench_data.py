@@ -7,7 +7,7 @@
 3. sparse genome: the real E003 slice (hg19 sizes, data only around 100 genes), 7 marks
    (target: seconds) — skipped where ../shared is absent.
 
-    python benchmarks/bench_data.py [--mb 40] [--genes 20000]
+    python benchmarks/bench_data.py [--mb 200] [--genes 20000]   (each figure: best of 3)
 """
 
 from __future__ import annotations
@@ -57,17 +57,26 @@ def bench_build(mb: int) -> None:
         dense_bigwig(src, sizes)
 
         span = 8_000_000
-        t0 = time.perf_counter()
-        bw = pyBigWig.open(str(src))
-        for chrom, n in sizes.items():
-            for s in range(0, n, span):
-                bw.values(chrom, s, min(s + span, n), numpy=True)
-        bw.close()
-        decode = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        CellCache(DatasetSpec(root=root), "X", Path(tmp) / "cache", prefetch_all_marks=False).ensure(["H3K4me3"])
-        build = time.perf_counter() - t0
+        def decode_only():
+            bw = pyBigWig.open(str(src))
+            for chrom, n in sizes.items():
+                for s in range(0, n, span):
+                    bw.values(chrom, s, min(s + span, n), numpy=True)
+            bw.close()
+
+        def build_cache(i=iter(range(100))):
+            CellCache(DatasetSpec(root=root), "X", Path(tmp) / f"cache{next(i)}", prefetch_all_marks=False).ensure(["H3K4me3"])
+
+        # alternate the two, best of 3 each: robust to other load on the machine
+        decode, build = float("inf"), float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            decode_only()
+            decode = min(decode, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            build_cache()
+            build = min(build, time.perf_counter() - t0)
     print(f"[build]   {mb} Mb dense bigWig: raw decode {decode:.2f} s, cache build {build:.2f} s, ratio {build / decode:.2f} (target <= 1.5)")
 
 
@@ -80,9 +89,11 @@ def bench_windows(n_genes: int) -> None:
     tss = rng.integers(0, length, n_genes)
     strands = rng.choice(["+", "-"], n_genes)
     st.tss_windows(chroms[:100], tss[:100], strands[:100], window_bp=40_000, bin_bp=100)  # warm-up
-    t0 = time.perf_counter()
-    x = st.tss_windows(chroms, tss, strands, window_bp=40_000, bin_bp=100)
-    took = time.perf_counter() - t0
+    took = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        x = st.tss_windows(chroms, tss, strands, window_bp=40_000, bin_bp=100)
+        took = min(took, time.perf_counter() - t0)
     print(f"[windows] {n_genes} genes x {len(MARKS)} marks x 40 kb at 100 bp -> {tuple(x.shape)} in {took:.2f} s (target <= 2 s)")
 
 
@@ -100,7 +111,7 @@ def bench_sparse() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=40, help="size of the dense test genome in Mb")
+    parser.add_argument("--mb", type=int, default=200, help="size of the dense test genome in Mb")
     parser.add_argument("--genes", type=int, default=20_000)
     args = parser.parse_args()
     bench_build(args.mb)
