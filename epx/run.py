@@ -151,6 +151,7 @@ def train(cfg: DictConfig) -> dict:
             target_column=objective.target_column,
             cache_dir=cfg.paths.cache_dir,
             batch_size=int(cfg.model.batch_size),
+            eval_batch_size=cfg.model.get("eval_batch_size"),
             num_workers=int(cfg.get("num_workers", 0)),
             test_cell=cfg.get("test_cell"),
         )

@@ -16,8 +16,16 @@ from test_train import job_cfg
 
 pytestmark = pytest.mark.realdata
 
-# batch sizes keep the one debug training step small; predictions still cover every gene
-MODELS = {"linear": [], "promoter_cnn": [], "chromoformer": ["model.batch_size=16"]}
+# (overrides, whether the one debug predict batch covers every gene). Gene models predict a
+# split in one batch; the window models (a 6 Mb window per item) predict one batch of windows
+# in debug mode, so their full coverage is checked in tests/test_graphreg_train.py instead.
+MODELS = {
+    "linear": ([], True),
+    "promoter_cnn": ([], True),
+    "chromoformer": (["model.batch_size=16", "+model.eval_batch_size=128"], True),
+    "graphreg": ([], False),
+    "epi_cnn": ([], False),
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def test_model_runs_every_fold_on_real_e003(tmp_path, e003_demo, real_cache, mod
         job = tmp_path / f"fold{fold}"
         cfg = job_cfg(
             job, e003_demo, f"model={model}", "mark=all", f"fold={fold}", "dataset.folds.scheme=balanced", "trainer=debug",
-            f"paths.cache_dir={real_cache}", *MODELS[model],
+            f"paths.cache_dir={real_cache}", *MODELS[model][0],
         )
         record = train(cfg)
         on_disk = json.loads((job / "job" / "metrics.json").read_text())
@@ -40,4 +48,5 @@ def test_model_runs_every_fold_on_real_e003(tmp_path, e003_demo, real_cache, mod
         assert set(record["test"]) >= {"pearson", "spearman", "mse"}
         preds = pd.read_csv(job / "job" / "predictions.csv")
         tests |= set(preds.gene_id[preds.split == "test"])
-    assert len(tests) == 100  # every gene of the slice is a test gene in exactly one fold
+    if MODELS[model][1]:
+        assert len(tests) == 100  # every gene of the slice is a test gene in exactly one fold
