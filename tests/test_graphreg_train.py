@@ -77,3 +77,14 @@ def test_both_models_run_on_the_real_e003_slice(tmp_path, e003_demo):
         assert record["status"] == "ok" and record["marks"] == ["H3K4me1", "H3K4me3", "H3K9me3", "H3K27me3", "H3K36me3", "H3K27ac", "H3K9ac"]
         # pcHi-C contacts reach the expressed test genes' bins, so the contact subset is scored
         assert math.isfinite(record["test"]["bin_nll_expressed_contact"])
+
+
+def test_paper_recipe_composes_for_both_models():
+    from epx.cli import compose
+
+    for model in ("graphreg", "epi_cnn"):
+        cfg = compose(["experiment=graphreg_paper", f"model={model}", "mark=all"])
+        assert cfg.model.name == model and cfg.model.objective._target_ == "epx.train.counts.PoissonCounts"
+        assert cfg.model.module.optimizer.lr == 2e-4 and cfg.model.batch_size == 1
+        assert cfg.callbacks.early_stopping.monitor == "val/loss" and cfg.callbacks.early_stopping.patience == 4
+        assert cfg.model.net.n_marks == 7 and cfg.model.inputs.threshold == cfg.dataset.interactions.threshold
