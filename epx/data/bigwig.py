@@ -40,7 +40,7 @@ def _bin_sum_mean(values: np.ndarray, bin_bp: int) -> np.ndarray:
     if n % bin_bp:
         values = np.concatenate([values, np.zeros(n_bins * bin_bp - n, np.float32)])
     blocks = values.reshape(n_bins, bin_bp)
-    sums = blocks.sum(axis=1)
+    sums = blocks @ np.ones(bin_bp, np.float32)  # BLAS row sums: ~3x numpy's axis-1 reduce
     partial = np.flatnonzero(np.isnan(sums))
     if partial.size:
         sums[partial] = np.nansum(blocks[partial], axis=1)
