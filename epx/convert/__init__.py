@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from epx.data.chromsizes import read_chrom_sizes  # noqa: F401  (re-exported for the converters)
+
 # A version is ".<digits>" at the end or before GENCODE's "_PAR_Y" tag; keeping the tag
 # stops chrY pseudo-autosomal copies from colliding with their chrX twins.
 _VERSION = re.compile(r"\.\d+(?=$|_)")
@@ -32,30 +34,6 @@ def strip_version(ids: Iterable[str] | pd.Series) -> pd.Series:
     """``ENSG00000116213.11`` → ``ENSG00000116213``; ids without a version pass unchanged."""
     series = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype=object)
     return series.astype(str).str.replace(_VERSION, "", regex=True)
-
-
-def read_chrom_sizes(path: str | os.PathLike) -> dict[str, int]:
-    """Read a 2-column ``chrom<TAB>length`` file (UCSC ``chrom.sizes``) in file order."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"chrom sizes file {path} does not exist; pass the assembly's chrom.sizes "
-            "(for Roadmap/hg19: `epx download roadmap` puts one at <dest>/chrom.sizes)"
-        )
-    sizes: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) < 2 or not fields[1].isdigit():
-            raise ValueError(
-                f"{path}:{lineno}: expected 'chrom<TAB>length', got {line!r}; "
-                "is this a UCSC chrom.sizes file?"
-            )
-        sizes[fields[0]] = int(fields[1])
-    if not sizes:
-        raise ValueError(f"{path} lists no chromosomes; expected 'chrom<TAB>length' lines")
-    return sizes
 
 
 def atomic_target(out: str | os.PathLike) -> tuple[Path, Path]:
