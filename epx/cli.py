@@ -83,20 +83,16 @@ def prepare(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    commands = {
-        "synth": lambda rest: _synth(rest),
-        "prepare": prepare,
-        "summarize": lambda rest: _summarize(rest),
-    }
+    commands = {"synth": _synth, "prepare": prepare, "summarize": _summarize}
     parser = argparse.ArgumentParser(prog="epx", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=[*commands, "download", "convert"])
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
-    if argv[0] in ("download", "convert"):
+    command = parser.parse_args(argv[:1]).command
+    if command in ("download", "convert"):
         return _roadmap(argv)
-    args, rest = parser.parse_known_args(argv[:1])
-    return int(commands[args.command](argv[1:]) or 0)
+    return int(commands[command](argv[1:]) or 0)
 
 
 def _synth(rest: list[str]) -> int:

@@ -114,7 +114,7 @@ class CellCache:
             valid = self.valid_marks()  # another job may have built it while we waited
             wanted = set(marks) | (set(self._marks_on_disk()) if self.prefetch_all_marks else set())
             todo = [m for m in MARKS if m in wanted and m not in valid] + sorted(set(marks) - set(MARKS) - set(valid))
-            if todo or not set(marks) <= set(valid):
+            if todo:
                 self._write(keep=sorted(valid), build=todo)
         return self.path
 

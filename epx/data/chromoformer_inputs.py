@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from epx.data.arrays import keep_batch
-from epx.data.inputs import DataContext
+from epx.data.inputs import DataContext, target_array
 from epx.data.pcres import PcreSlots, select_pcres
 
 
@@ -35,8 +35,7 @@ class ChromoformerDataset(Dataset):
         self.chrom = genes["chrom"].to_numpy()
         self.tss = genes["tss"].to_numpy()
         self.strand = genes["strand"].to_numpy()
-        y = genes[context.target_column].to_numpy()
-        self.y = torch.as_tensor(y.astype(np.float32 if y.dtype.kind == "f" else np.int64))
+        self.y = torch.as_tensor(target_array(genes, context.target_column))
         self.slots = slots
         self.window_bp, self.resolutions, self.w_max = window_bp, tuple(resolutions), w_max
 

@@ -27,6 +27,12 @@ class DataContext:
     target_column: str
 
 
+def target_array(genes: pd.DataFrame, column: str) -> np.ndarray:
+    """The objective's target column: float32 for regression, int64 class labels otherwise."""
+    y = genes[column].to_numpy()
+    return y.astype(np.float32 if y.dtype.kind == "f" else np.int64)
+
+
 class PromoterInputs:
     """TSS-centred windows ``x: (N, M, window_bp/bin_bp)``, strand-oriented."""
 
@@ -36,5 +42,4 @@ class PromoterInputs:
     def __call__(self, context: DataContext, rows: np.ndarray) -> ArrayDataset:
         genes = context.genes.iloc[rows]
         x = context.tracks.tss_windows(genes["chrom"], genes["tss"], genes["strand"], window_bp=self.window_bp, bin_bp=self.bin_bp)
-        y = genes[context.target_column].to_numpy()
-        return ArrayDataset({"x": {"x": x}, "y": y.astype(np.float32 if y.dtype.kind == "f" else np.int64), "gene": np.asarray(rows, dtype=np.int64)})
+        return ArrayDataset({"x": {"x": x}, "y": target_array(genes, context.target_column), "gene": np.asarray(rows, dtype=np.int64)})

@@ -49,8 +49,8 @@ Where we differ from the published code (github.com/dohlee/chromoformer):
   of the marks plus positions, keys/values are projected from the M marks directly
   (M x 2 d_inner instead of d_emb x 2 d_inner per bin: about 9x less CPU time per step);
 * a pCRE with no real bin gets a defined (uniform) pairwise attention rather than a -1e9
-  fill, so every dtype stays finite, and positions are buffers rather than ``.cuda()``
-  tensors, so the module runs on any device.
+  fill, so every dtype stays finite, and positions are registered buffers rather than
+  tensors created on one fixed device, so the module runs on any device.
 """
 
 from __future__ import annotations
