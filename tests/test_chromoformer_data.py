@@ -42,6 +42,26 @@ def test_pcre_selection_by_score_both_orientations_ties_deterministic():
     assert slots3.start[2, 0] == 100
 
 
+def test_pcres_honour_the_dataset_threshold_and_score_kind():
+    tracks = SignalTracks({"chr1": np.ones((2000, 1), np.float32), "chr2": np.ones((500, 1), np.float32)}, ["A"])
+    links = bedpe([
+        ["chr1", 10_000, 10_001, "chr1", 30_000, 32_000, "a", 0.05],
+        ["chr1", 10_000, 10_001, "chr1", 60_000, 61_000, "a", 0.001],
+        ["chr1", 10_000, 10_001, "chr1", 90_000, 91_000, "a", 0.5],  # q above the cut: dropped
+    ])
+    ctx = _context(tracks, GENES, links)
+    by_q = ChromoformerInputs(i_max=3, score_kind="qvalue", threshold=0.1)(ctx, np.arange(3)).slots
+    # the smallest q is the strongest contact; strength is -log10 q
+    assert by_q.start[0].tolist()[:2] == [60_000, 30_000] and by_q.mask[0].tolist() == [True, True, False]
+    np.testing.assert_allclose(by_q.freq[0, :2], [3.0, -np.log10(0.05)], rtol=1e-6)
+    as_freq = ChromoformerInputs(i_max=3, threshold=0.01)(ctx, np.arange(3)).slots
+    assert as_freq.start[0].tolist() == [90_000, 30_000, 0] and as_freq.mask[0].tolist() == [True, True, False]
+    # no threshold set: every interaction is a candidate
+    assert ChromoformerInputs(i_max=3)(ctx, np.arange(3)).slots.mask[0].all()
+    with pytest.raises(Exception, match="score_kind"):
+        ChromoformerInputs(score_kind="pvalue")
+
+
 def _context(tracks, genes, links):
     g = genes.assign(target=np.arange(len(genes), dtype=float), rpkm=1.0, label=0)
     return DataContext(tracks, g, links, "X", tracks.marks, "target")

@@ -17,20 +17,13 @@ that the list is sorted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
 from epx.data.errors import InputError
+from epx.data.interactions import SCORE_FILTERS, check_score_kind
 
 INTERACTION_COLUMNS = ("chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score")
-
-# score kind -> "does this score pass threshold t"
-SCORE_FILTERS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    "frequency": np.greater_equal,
-    "qvalue": np.less_equal,
-}
 
 
 def interaction_edges(
@@ -48,8 +41,7 @@ def interaction_edges(
             f"interactions table lacks columns {missing}; expected the 8 BEDPE columns "
             f"{list(INTERACTION_COLUMNS)} (read the file with the project's BEDPE reader)"
         )
-    if score_kind not in SCORE_FILTERS:
-        raise InputError(f"unknown score_kind {score_kind!r}; choose one of {sorted(SCORE_FILTERS)}")
+    check_score_kind(score_kind)
     if node_bp <= 0:
         raise InputError(f"node_bp must be positive, got {node_bp}")
 

@@ -48,7 +48,8 @@ from epx.data.arrays import keep_batch
 from epx.data.bigwig import read_binned
 from epx.data.errors import InputError
 from epx.data.folds import natural_key
-from epx.data.graph import SCORE_FILTERS, interaction_edges, window_edges
+from epx.data.graph import interaction_edges, window_edges
+from epx.data.interactions import check_score_kind
 from epx.data.inputs import DataContext
 from epx.data.tiling import NODE_BP, STEP_BP, WINDOW_BP, middle_slice, tile_windows, tss_bin_index, window_of
 from epx.data.tracks import SignalTracks
@@ -169,8 +170,7 @@ class GraphRegInputs:
         self.middle = middle_slice(window_bp=window_bp, step_bp=step_bp, node_bp=node_bp)  # validates early
         if bin_bp <= 0 or node_bp % bin_bp:
             raise InputError(f"GraphReg node_bp={node_bp} must be a multiple of bin_bp={bin_bp}")
-        if score_kind not in SCORE_FILTERS:
-            raise InputError(f"unknown interaction score_kind {score_kind!r}; choose one of {sorted(SCORE_FILTERS)} (dataset.interactions.score_kind)")
+        check_score_kind(score_kind)
         self.skip_empty = skip_empty
         self.score_kind, self.threshold = score_kind, float(threshold)
         self.cage = cage
