@@ -266,6 +266,22 @@ def test_distal_genes_follow_their_linked_enhancer_not_their_promoter(small, tab
     assert abs(spearman(prom_signal, level)) < 0.3
 
 
+def test_distal_genes_have_poised_promoters_a_class_without_a_level(small, tables):
+    # H3K4me3 as at a mid-level active promoter, but no acetylation: recognisable, not readable.
+    truth, expression = tables
+    signals = small / "signals"
+    distal = truth[truth["distal_driven"] == 1]
+    expressed = truth[(truth["distal_driven"] == 0) & (expression["E003"].to_numpy() >= 4.0)]
+
+    def at_tss(genes, mark):
+        return window_means(signals / f"E003-{mark}.bigwig", genes["chrom"], genes["tss"] - 1_000, genes["tss"] + 1_000)
+
+    k4_distal, k4_expressed = at_tss(distal, "H3K4me3"), at_tss(expressed, "H3K4me3")
+    assert np.median(k4_distal) > 0.5 * np.median(k4_expressed)
+    for mark in ("H3K27ac", "H3K9ac"):
+        assert np.median(at_tss(distal, mark)) < 0.1 * np.median(at_tss(expressed, mark))
+
+
 def test_driver_link_is_in_every_cell_and_links_do_not_mark_distal_genes(small, tables):
     truth, _ = tables
     distal = truth[truth["distal_driven"] == 1].set_index("gene_id")

@@ -41,7 +41,9 @@ from epx.data.synthetic_biology import Genome, build_genome, render_cell_chrom
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: distal-driven genes keep every gene-local mark primed
+# 2: distal-driven genes keep every gene-local mark primed; 3: their promoters are poised
+# (no acetylation), a recognisable class whose level the promoter does not show
+FORMAT_VERSION = 3
 CHROM_NAMES: tuple[str, ...] = tuple(f"chr{i}" for i in range(1, 23)) + ("chrX",)
 DEFAULTS: dict[str, Any] = {
     "seed": 0,

@@ -15,11 +15,19 @@ log expression; H3K4me1 shoulders around active promoters and at enhancers; H3K2
 H3K4me1 at active enhancers; H3K36me3 over transcribed bodies, downstream in the gene's
 orientation; broad H3K27me3 over polycomb-repressed silent genes; H3K9me3 heterochromatin
 in gene-poor domains and over some silent genes. Distal-driven genes carry a constant
-"primed" local state whatever their expression — promoter marks, H3K36me3 over the body,
-never polycomb/H3K9me3-silenced — so nothing within their own locus gives the level away;
-it follows one linked enhancer. (Real H3K36me3 tracks transcription; the synthetic set
+"poised" local state whatever their expression — H3K4me3 and H3K4me1 shoulders at a fixed
+mid-range level, H3K36me3 over the body at that level, no promoter acetylation (H3K27ac,
+H3K9ac), never polycomb/H3K9me3-silenced — so nothing within their own locus gives the level
+away; it follows one linked enhancer. (Real H3K36me3 tracks transcription; the synthetic set
 drops that here on purpose, so that the promoter-vs-distal benchmark isolates the distal
 information.)
+
+Why the poised promoter lacks acetylation: it makes enhancer-dependent genes a class a model
+can recognise from the promoter (as CpG-poor, enhancer-dependent promoters differ from
+CpG-island ones in real data) while their level stays unreadable there. Were their
+promoters indistinguishable from ordinary mid-level ones, even an ideal model would have to
+hedge every such promoter towards its linked enhancers, and "gain on distal genes, lose
+nothing on the rest" could not be reached by any model.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ ENHANCER_TSS_CLEARANCE = 5_000  # an enhancer on another gene's promoter would b
 DECOYS_PER_GENE = 3
 ANCHOR_WIDTH = (2_000, 5_000)
 MAX_RPKM, MIN_EXPRESSED_RPKM, MAX_SILENT_RPKM = 500.0, 0.5, 0.3
-PRIMED_LEVEL = np.log2(16.0)  # a mid-range promoter: says nothing about the gene's real level
+PRIMED_LEVEL = np.log2(16.0)  # a mid-range poised promoter: says nothing about the gene's real level
 
 # Per-mark rendering resolution (bp per written interval): narrow marks finer than broad ones,
 # which keeps the bigWigs to a few million entries at the default size.
@@ -340,7 +348,8 @@ class _CellChrom:
     gene_end: np.ndarray
     level: np.ndarray  # log2(RPKM+1) of each gene in this cell
     expressed: np.ndarray
-    promoter_level: np.ndarray  # what the promoter marks show: level, or PRIMED_LEVEL if distal
+    promoter_level: np.ndarray  # what H3K4me3/H3K4me1 show: level, or PRIMED_LEVEL if distal
+    acetyl_level: np.ndarray  # what promoter H3K27ac/H3K9ac show: level, or 0 if distal (poised)
     body_level: np.ndarray  # what H3K36me3 over the body shows: level, or PRIMED_LEVEL if distal
     gene_noise: np.ndarray  # per-gene factor shared by cells: genes differ in peak strength
     polycomb_silent: np.ndarray
@@ -355,12 +364,15 @@ class _CellChrom:
         return np.exp(self.rng.normal(0, sigma, size=len(self.tss)))
 
 
-def _promoter_peak(scale: float, reach: tuple[int, int]) -> Callable[[_CellChrom], _Features]:
-    """A TSS peak whose height rises with the promoter level; silent genes show only noise."""
+def _promoter_peak(
+    scale: float, reach: tuple[int, int], shown: Callable[[_CellChrom], np.ndarray]
+) -> Callable[[_CellChrom], _Features]:
+    """A TSS peak whose height rises with the level the mark ``shown``; 0 shows only noise."""
 
     def build(s: _CellChrom) -> _Features:
-        active = s.promoter_level > 0
-        height = np.where(active, scale * (0.3 + s.promoter_level), 0.0) * s.gene_noise * s.jitter()
+        level = shown(s)
+        active = level > 0
+        height = np.where(active, scale * (0.3 + level), 0.0) * s.gene_noise * s.jitter()
         # A few silent promoters carry a stray low peak: the separation is good, not perfect.
         stray = ~active & (s.rng.random(len(s.tss)) < 0.25)
         height = np.where(stray, s.rng.uniform(0.3, 1.5 * scale, len(s.tss)), height)
@@ -385,8 +397,16 @@ def _enhancer_peaks(scale: float, floor: float, widen: float) -> Callable[[_Cell
     return build
 
 
+def _methyl(s: _CellChrom) -> np.ndarray:
+    return s.promoter_level
+
+
+def _acetyl(s: _CellChrom) -> np.ndarray:
+    return s.acetyl_level
+
+
 def _h3k27ac(s: _CellChrom) -> _Features:
-    return _concat(_promoter_peak(3.0, (800, 1_800))(s), _enhancer_peaks(2.5, 0.0, 1.0)(s))
+    return _concat(_promoter_peak(3.0, (800, 1_800), _acetyl)(s), _enhancer_peaks(2.5, 0.0, 1.0)(s))
 
 
 def _h3k4me1(s: _CellChrom) -> _Features:
@@ -431,8 +451,8 @@ def _concat(*parts: _Features) -> _Features:
 
 
 FEATURE_BUILDERS: dict[str, Callable[[_CellChrom], _Features]] = {
-    "H3K4me3": _promoter_peak(5.0, (1_000, 2_000)),
-    "H3K9ac": _promoter_peak(3.0, (800, 1_600)),
+    "H3K4me3": _promoter_peak(5.0, (1_000, 2_000), _methyl),
+    "H3K9ac": _promoter_peak(3.0, (800, 1_600), _acetyl),
     "H3K27ac": _h3k27ac,
     "H3K4me1": _h3k4me1,
     "H3K36me3": _h3k36me3,
@@ -481,9 +501,10 @@ def render_cell_chrom(
         level=level,
         expressed=expressed,
         promoter_level=np.where(distal, PRIMED_LEVEL, np.where(expressed, level, 0.0)),
+        acetyl_level=np.where(distal, 0.0, np.where(expressed, level, 0.0)),
         body_level=np.where(distal, PRIMED_LEVEL, np.where(expressed, level, 0.0)),
         gene_noise=g["strength"].to_numpy()[on_chrom],
-        # a distal-driven gene keeps its primed local state whatever its expression
+        # a distal-driven gene keeps its poised local state whatever its expression
         polycomb_silent=(g["polycomb"].to_numpy()[on_chrom] == 1) & ~expressed & ~distal,
         h3k9_silent=(g["h3k9_silenced"].to_numpy()[on_chrom] == 1) & ~expressed & ~distal,
         znf_like=g["znf_like"].to_numpy()[on_chrom] == 1,
