@@ -27,7 +27,7 @@ def _predictions(tmp_path) -> pd.DataFrame:
     return pd.read_csv(tmp_path / "job" / "predictions.csv")
 
 
-@pytest.mark.parametrize("model", ["graphreg", "epi_cnn"])
+@pytest.mark.parametrize("model", ["graphreg", "graphreg_gatv2", "epi_cnn"])
 def test_fast_dev_run_writes_gene_and_bin_metrics(tmp_path, small_synthetic, model):
     record = train(job_cfg(tmp_path, small_synthetic, f"model={model}", *FAST))
     on_disk = read_metrics(tmp_path)
@@ -88,3 +88,19 @@ def test_paper_recipe_composes_for_both_models():
         assert cfg.model.module.optimizer.lr == 2e-4 and cfg.model.batch_size == 1
         assert cfg.callbacks.early_stopping.monitor == "val/loss" and cfg.callbacks.early_stopping.patience == 4
         assert cfg.model.net.n_marks == 7 and cfg.model.inputs.threshold == cfg.dataset.interactions.threshold
+
+
+def test_distal_benchmark_recipe_differs_between_models_only_in_the_graph():
+    from epx.cli import compose
+
+    gatv2 = compose(["experiment=graphreg_distal"])
+    gat = compose(["experiment=graphreg_distal", "model=graphreg"])
+    cnn = compose(["experiment=graphreg_distal", "model=epi_cnn"])
+    assert gatv2.model.name == "graphreg_gatv2" and gatv2.model.net.attention == "gatv2" and gat.model.net.attention == "gat"
+    for cfg in (gatv2, gat, cnn):
+        assert cfg.mark == "all" and cfg.trainer.max_epochs == 8 and cfg.model.batch_size == 1
+        assert cfg.model.module.optimizer.lr == 1e-3 and cfg.model.net.dropout == 0.1
+        assert cfg.callbacks.early_stopping.patience == 4
+    # the paper recipe keeps the published dropout whichever GraphReg-family model it runs
+    paper = compose(["experiment=graphreg_paper", "model=graphreg_gatv2"])
+    assert paper.model.module.optimizer.lr == 2e-4 and paper.model.net.dropout == 0.5
