@@ -1,6 +1,7 @@
 """GraphReg benchmarks (issue 5): one 6 Mb window, 7 marks, both models, side by side.
 
-For each model (Epi-GraphReg, Epi-CNN), in its own subprocess so peak memory is its own:
+For each model (Epi-GraphReg with GATConv, with GATv2Conv, Epi-CNN), in its own subprocess
+so peak memory is its own:
 
 1. forward + backward (Poisson loss on the middle 400 nodes) of one window on CPU: median of
    ``--steps`` steps after one warm-up step;
@@ -16,6 +17,7 @@ For each model (Epi-GraphReg, Epi-CNN), in its own subprocess so peak memory is 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -40,7 +42,11 @@ from epx.models.epi_cnn import EpiCNN  # noqa: E402
 from epx.models.graphreg import EpiGraphReg  # noqa: E402
 from epx.train.counts import PoissonCounts  # noqa: E402
 
-MODELS = {"graphreg": EpiGraphReg, "epi_cnn": EpiCNN}
+MODELS = {
+    "graphreg": EpiGraphReg,
+    "graphreg_gatv2": functools.partial(EpiGraphReg, attention="gatv2", dropout=0.1),
+    "epi_cnn": EpiCNN,
+}
 CHROM_BP = 20_000_000
 
 
@@ -118,12 +124,12 @@ def main(argv=None) -> int:
         r = json.loads(child.stdout.strip().splitlines()[-1])
         ratio = r["assembly_s"] / r["cpu_step_s"]
         print(
-            f"{name:9s} params {r['params']:,}  CPU fwd+bwd {r['cpu_step_s'] * 1e3:8.1f} ms (median of {args.steps})  "
+            f"{name:14s} params {r['params']:,}  CPU fwd+bwd {r['cpu_step_s'] * 1e3:8.1f} ms (median of {args.steps})  "
             f"peak RSS {r['cpu_peak_rss_mb']:7.0f} MB  assembly {r['assembly_s'] * 1e3:6.1f} ms = {ratio:5.1%} of the step "
             f"({'OK' if ratio < 0.10 else 'ABOVE'} target < 10%; {r['edges']} edges)"
         )
         if "gpu_step_s" in r:
-            print(f"{'':9s} GPU {r['gpu']}: fwd+bwd {r['gpu_step_s'] * 1e3:.1f} ms, peak {r['gpu_peak_mb']:.0f} MB allocated; assembly = {r['assembly_s'] / r['gpu_step_s']:.1%} of the GPU step")
+            print(f"{'':14s} GPU {r['gpu']}: fwd+bwd {r['gpu_step_s'] * 1e3:.1f} ms, peak {r['gpu_peak_mb']:.0f} MB allocated; assembly = {r['assembly_s'] / r['gpu_step_s']:.1%} of the GPU step")
     if not torch.cuda.is_available():
         print("GPU: not available")
     return 0
