@@ -1,4 +1,4 @@
-"""GraphReg benchmarks (issue 5): one 6 Mb window, 7 marks, both models, side by side.
+"""GraphReg benchmarks (issue 5): one 6 Mb window, 7 marks, the GraphReg models side by side.
 
 For each model (Epi-GraphReg with GATConv, with GATv2Conv, Epi-CNN), in its own subprocess
 so peak memory is its own:
