@@ -12,9 +12,8 @@ score_kind)`` maps scores to "larger = stronger contact" (a frequency as is, a q
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
