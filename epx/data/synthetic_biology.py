@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
@@ -348,9 +349,9 @@ class _CellChrom:
     gene_end: np.ndarray
     level: np.ndarray  # log2(RPKM+1) of each gene in this cell
     expressed: np.ndarray
-    promoter_level: np.ndarray  # what H3K4me3/H3K4me1 show: level, or PRIMED_LEVEL if distal
+    # what H3K4me3, H3K4me1 shoulders and H3K36me3 over the body show: level, or PRIMED_LEVEL if distal
+    local_level: np.ndarray
     acetyl_level: np.ndarray  # what promoter H3K27ac/H3K9ac show: level, or 0 if distal (poised)
-    body_level: np.ndarray  # what H3K36me3 over the body shows: level, or PRIMED_LEVEL if distal
     gene_noise: np.ndarray  # per-gene factor shared by cells: genes differ in peak strength
     polycomb_silent: np.ndarray
     h3k9_silent: np.ndarray
@@ -362,6 +363,10 @@ class _CellChrom:
 
     def jitter(self, sigma: float = 0.2) -> np.ndarray:
         return np.exp(self.rng.normal(0, sigma, size=len(self.tss)))
+
+
+_LOCAL: Callable[[_CellChrom], np.ndarray] = attrgetter("local_level")
+_ACETYL: Callable[[_CellChrom], np.ndarray] = attrgetter("acetyl_level")
 
 
 def _promoter_peak(
@@ -397,23 +402,15 @@ def _enhancer_peaks(scale: float, floor: float, widen: float) -> Callable[[_Cell
     return build
 
 
-def _methyl(s: _CellChrom) -> np.ndarray:
-    return s.promoter_level
-
-
-def _acetyl(s: _CellChrom) -> np.ndarray:
-    return s.acetyl_level
-
-
 def _h3k27ac(s: _CellChrom) -> _Features:
-    return _concat(_promoter_peak(3.0, (800, 1_800), _acetyl)(s), _enhancer_peaks(2.5, 0.0, 1.0)(s))
+    return _concat(_promoter_peak(3.0, (800, 1_800), _ACETYL)(s), _enhancer_peaks(2.5, 0.0, 1.0)(s))
 
 
 def _h3k4me1(s: _CellChrom) -> _Features:
     # Shoulders either side of active promoters (depleted at the TSS itself), and enhancers
     # (a low primed level even when inactive).
-    active = s.promoter_level > 0
-    height = np.where(active, 0.8 + 0.5 * s.promoter_level, 0.0) * s.jitter(0.3)
+    active = s.local_level > 0
+    height = np.where(active, 0.8 + 0.5 * s.local_level, 0.0) * s.jitter(0.3)
     near = s.rng.integers(1_000, 1_400, size=len(s.tss))
     far = s.rng.integers(2_500, 3_000, size=len(s.tss))
     left = _features(s.tss - far, s.tss - near, height, PEAK)
@@ -424,7 +421,7 @@ def _h3k4me1(s: _CellChrom) -> _Features:
 def _h3k36me3(s: _CellChrom) -> _Features:
     # From just downstream of the TSS to the gene end, in the gene's orientation. Distal-driven
     # genes show a fixed level here too, so no gene-local mark gives their expression away.
-    height = 0.6 * s.body_level * s.jitter(0.25)
+    height = 0.6 * s.local_level * s.jitter(0.25)
     offset = np.where(s.plus, 1_000, -1_000)
     lo = np.minimum(s.tss + offset, s.gene_end)
     hi = np.maximum(s.tss + offset, s.gene_end)
@@ -451,8 +448,8 @@ def _concat(*parts: _Features) -> _Features:
 
 
 FEATURE_BUILDERS: dict[str, Callable[[_CellChrom], _Features]] = {
-    "H3K4me3": _promoter_peak(5.0, (1_000, 2_000), _methyl),
-    "H3K9ac": _promoter_peak(3.0, (800, 1_600), _acetyl),
+    "H3K4me3": _promoter_peak(5.0, (1_000, 2_000), _LOCAL),
+    "H3K9ac": _promoter_peak(3.0, (800, 1_600), _ACETYL),
     "H3K27ac": _h3k27ac,
     "H3K4me1": _h3k4me1,
     "H3K36me3": _h3k36me3,
@@ -493,6 +490,7 @@ def render_cell_chrom(
     enh_on = (e["chrom"] == chrom).to_numpy()
     het = genome.heterochromatin
     chrom_index = list(genome.chrom_sizes).index(chrom)
+    shown = np.where(expressed, level, 0.0)  # what a gene's own locus shows unless distal-driven
     state = _CellChrom(
         rng=np.random.default_rng(0),  # replaced per mark below
         tss=g["tss"].to_numpy()[on_chrom],
@@ -500,9 +498,8 @@ def render_cell_chrom(
         gene_end=g["gene_end"].to_numpy()[on_chrom],
         level=level,
         expressed=expressed,
-        promoter_level=np.where(distal, PRIMED_LEVEL, np.where(expressed, level, 0.0)),
-        acetyl_level=np.where(distal, 0.0, np.where(expressed, level, 0.0)),
-        body_level=np.where(distal, PRIMED_LEVEL, np.where(expressed, level, 0.0)),
+        local_level=np.where(distal, PRIMED_LEVEL, shown),
+        acetyl_level=np.where(distal, 0.0, shown),
         gene_noise=g["strength"].to_numpy()[on_chrom],
         # a distal-driven gene keeps its poised local state whatever its expression
         polycomb_silent=(g["polycomb"].to_numpy()[on_chrom] == 1) & ~expressed & ~distal,

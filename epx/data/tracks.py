@@ -32,15 +32,6 @@ class SignalTracks:
             if arr.ndim != 2 or arr.shape[1] != len(self.marks):
                 raise ValueError(f"track {chrom} has shape {arr.shape}, expected (n_bins, {len(self.marks)})")
 
-    @classmethod
-    def from_per_bp(cls, signals: Mapping[str, Mapping[str, np.ndarray]], chrom_sizes: Mapping[str, int], base_bp: int = 100) -> "SignalTracks":
-        """From in-memory per-bp arrays ``{mark: {chrom: array}}`` (tests, small studies)."""
-        from epx.data.bigwig import read_binned
-
-        marks = list(signals)
-        binned = {m: read_binned(signals[m], chrom_sizes, bin_bp=base_bp) for m in marks}
-        return cls({c: np.stack([binned[m][c] for m in marks], axis=1) for c in chrom_sizes}, marks, base_bp)
-
     @property
     def n_marks(self) -> int:
         return len(self.marks)
