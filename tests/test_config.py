@@ -94,6 +94,21 @@ def test_chromexpress_recipe(tmp_path):
     assert cfg.callbacks.checkpoint.monitor == "val/loss"
 
 
+def test_chromoformer_recipes(tmp_path):
+    paper = composed(tmp_path, "experiment=chromoformer_paper")
+    assert paper.model.name == "chromoformer" and paper.model.batch_size == 64
+    assert paper.model.module.optimizer._target_ == "torch.optim.AdamW" and paper.model.module.optimizer.lr == 3e-5
+    assert paper.model.module.scheduler._target_ == "torch.optim.lr_scheduler.StepLR"
+    assert (paper.model.module.scheduler.step_size, paper.model.module.scheduler.gamma) == (1, 0.87)
+    assert paper.trainer.max_epochs == 10 and paper.callbacks.early_stopping is None
+    distal = composed(tmp_path, "experiment=chromexpress_distal")
+    assert distal.model.name == "chromoformer" and distal.model.module.optimizer._target_ == "torch.optim.AdamW"
+    assert distal.model.module.optimizer.lr == 1e-3
+    assert distal.model.module.scheduler._target_ == "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    assert (distal.model.module.scheduler.factor, distal.model.module.scheduler.patience) == (0.2, 3)
+    assert distal.callbacks.early_stopping.patience == 12 and distal.trainer.max_epochs == 100
+
+
 @pytest.mark.parametrize(
     "value,expected",
     [("H3K4me3", ("H3K4me3",)), ("H3K27ac+H3K4me3", ("H3K4me3", "H3K27ac")), (["H3K9ac", "H3K4me1"], ("H3K4me1", "H3K9ac")), ("all", None)],
