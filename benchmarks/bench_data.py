@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from epx.constants import MARKS  # noqa: E402
-from epx.data.cache import CellCache  # noqa: E402
-from epx.data.contract import DatasetSpec  # noqa: E402
+from epx.data.prepare.cache import CellCache  # noqa: E402
+from epx.data.prepare.contract import DatasetSpec  # noqa: E402
 from epx.data.tracks import SignalTracks  # noqa: E402
 
 

@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from epx.constants import MARKS  # noqa: E402
-from epx.data.graphreg_inputs import GraphRegInputs  # noqa: E402
-from epx.data.inputs import DataContext  # noqa: E402
-from epx.data.interactions import read_interactions  # noqa: E402
+from epx.data.inputs.graphreg.windows import GraphRegInputs  # noqa: E402
+from epx.data.inputs.context import DataContext  # noqa: E402
+from epx.data.prepare.interactions import ContactFilter  # noqa: E402
+from epx.io.bedpe import read_interactions  # noqa: E402
 from epx.data.tracks import SignalTracks  # noqa: E402
 from epx.models.epi_cnn import EpiCNN  # noqa: E402
 from epx.models.graphreg import EpiGraphReg  # noqa: E402
@@ -61,7 +62,7 @@ def windows(seed: int = 0):
     a = rng.integers(0, CHROM_BP, 3000)
     b = np.clip(a + rng.integers(-2_000_000, 2_000_000, 3000), 0, CHROM_BP - 1)
     bedpe = read_interactions(pd.DataFrame({"chrom1": "chr1", "start1": a, "end1": a + 1, "chrom2": "chr1", "start2": b, "end2": b + 1, "name": ".", "score": 2.0}))
-    return GraphRegInputs()(DataContext(tracks, genes, bedpe, "X", MARKS, "target"), np.arange(len(genes)))
+    return GraphRegInputs()(DataContext(tracks, genes, ContactFilter().apply(bedpe), "X", MARKS, "target"), np.arange(len(genes)))
 
 
 def _median_seconds(fn, steps: int, sync=lambda: None) -> float:

@@ -20,7 +20,7 @@ log = logging.getLogger("epx")
 def run_job(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from epx.data.errors import InputError
+    from epx.errors import InputError
     from epx.run import train
 
     try:
@@ -51,8 +51,8 @@ def prepare(argv: list[str]) -> int:
     from hydra.utils import instantiate
 
     from epx.constants import MARKS
-    from epx.data.cache import CellCache
-    from epx.data.errors import InputError
+    from epx.data.prepare.cache import CellCache
+    from epx.errors import InputError
     from epx.selection import check_cell, parse_marks
 
     cells = None
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _synth(rest: list[str]) -> int:
-    from epx.data.synthetic import main as synth_main
+    from epx.synthetic.generate import main as synth_main
 
     return synth_main(rest) or 0
 

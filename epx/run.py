@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from epx.constants import MARKS
 from epx.data.datamodule import EpxDataModule
-from epx.data.errors import InputError
-from epx.outputs import write_csv, write_json
+from epx.errors import InputError
+from epx.io.atomic import write_csv, write_json
 from epx.selection import check_cell, check_fold, mark_label, parse_marks
 
 log = logging.getLogger(__name__)

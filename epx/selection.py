@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from omegaconf import ListConfig, OmegaConf
 
 from epx.constants import MARKS
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 
 def parse_marks(value) -> tuple[str, ...]:

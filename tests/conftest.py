@@ -81,7 +81,7 @@ def tiny_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def small_synthetic(tmp_path_factory) -> Path:
     """A small synthetic Roadmap-like folder (all 23 chromosomes, few genes, 2 cells)."""
-    from epx.data.synthetic import generate
+    from epx.synthetic.generate import generate
 
     root = tmp_path_factory.mktemp("synth") / "small"
     return generate(root, seed=1, **SMALL_SYNTHETIC)

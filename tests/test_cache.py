@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import write_bigwig
-from epx.data import cache as cache_mod
-from epx.data.bigwig import read_binned
-from epx.data.cache import CellCache
-from epx.data.contract import DatasetSpec
+from epx.data.prepare import cache as cache_mod
+from epx.io.bigwig import read_binned
+from epx.data.prepare.cache import CellCache
+from epx.data.prepare.contract import DatasetSpec
 
 
 def _cache(folder, tmp_path, **kw):

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from epx.data.chromoformer_inputs import ChromoformerInputs
-from epx.data.inputs import DataContext
-from epx.data.interactions import read_interactions
-from epx.data.pcres import select_pcres
+from epx.data.inputs.chromoformer import ChromoformerInputs
+from epx.data.inputs.context import DataContext
+from epx.data.prepare.interactions import ContactFilter
+from epx.io.bedpe import read_interactions
+from epx.data.inputs.pcres import select_pcres
 from epx.data.tracks import SignalTracks
 from epx.models.chromoformer import Chromoformer
 from test_train import job_cfg, read_metrics
@@ -49,22 +50,25 @@ def test_pcres_honour_the_dataset_threshold_and_score_kind():
         ["chr1", 10_000, 10_001, "chr1", 60_000, 61_000, "a", 0.001],
         ["chr1", 10_000, 10_001, "chr1", 90_000, 91_000, "a", 0.5],  # q above the cut: dropped
     ])
-    ctx = _context(tracks, GENES, links)
-    by_q = ChromoformerInputs(i_max=3, score_kind="qvalue", threshold=0.1)(ctx, np.arange(3)).slots
+    def ctx(score_kind="frequency", threshold=None):
+        return _context(tracks, GENES, links, ContactFilter(score_kind, threshold))
+
+    by_q = ChromoformerInputs(i_max=3)(ctx("qvalue", 0.1), np.arange(3)).slots
     # the smallest q is the strongest contact; strength is -log10 q
     assert by_q.start[0].tolist()[:2] == [60_000, 30_000] and by_q.mask[0].tolist() == [True, True, False]
     np.testing.assert_allclose(by_q.freq[0, :2], [3.0, -np.log10(0.05)], rtol=1e-6)
-    as_freq = ChromoformerInputs(i_max=3, threshold=0.01)(ctx, np.arange(3)).slots
+    as_freq = ChromoformerInputs(i_max=3)(ctx(threshold=0.01), np.arange(3)).slots
     assert as_freq.start[0].tolist() == [90_000, 30_000, 0] and as_freq.mask[0].tolist() == [True, True, False]
     # no threshold set: every interaction is a candidate
-    assert ChromoformerInputs(i_max=3)(ctx, np.arange(3)).slots.mask[0].all()
+    assert ChromoformerInputs(i_max=3)(ctx(), np.arange(3)).slots.mask[0].all()
     with pytest.raises(Exception, match="score_kind"):
-        ChromoformerInputs(score_kind="pvalue")
+        ContactFilter(score_kind="pvalue")
 
 
-def _context(tracks, genes, links):
+def _context(tracks, genes, links, contacts=ContactFilter(threshold=None)):
+    """As the DataModule builds it: the contacts are the rows past the dataset's threshold."""
     g = genes.assign(target=np.arange(len(genes), dtype=float), rpkm=1.0, label=0)
-    return DataContext(tracks, g, links, "X", tracks.marks, "target")
+    return DataContext(tracks, g, contacts.apply(links), "X", tracks.marks, "target")
 
 
 def test_batch_matches_the_network_contract_and_runs():

@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from epx.data.errors import InputError
-from epx.data.folds import CHROMOFORMER_GROUPS, assign_splits, gene_folds
+from epx.errors import InputError
+from epx.data.prepare.folds import CHROMOFORMER_GROUPS, assign_splits, gene_folds
 
 
 def human_genes(prefix="chr", per_chrom=10):
@@ -69,7 +69,7 @@ def test_bad_fold_and_scheme():
 def test_deterministic_across_processes_and_hash_seeds():
     code = (
         "import json,sys; sys.path.insert(0,'tests');"
-        "from test_folds import human_genes; from epx.data.folds import assign_splits;"
+        "from test_folds import human_genes; from epx.data.prepare.folds import assign_splits;"
         "g=human_genes(); print(json.dumps({f: assign_splits(g,f,scheme=s).tolist() for f in range(4) for s in ['balanced']} ))"
     )
     outs = {

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from epx.data.graph import INTERACTION_COLUMNS, interaction_edges, window_edges
-from epx.data.tiling import middle_slice, tile_windows, tss_bin_index, window_of
+from epx.data.inputs.graphreg.graph import INTERACTION_COLUMNS, interaction_edges, window_edges
+from epx.data.prepare.interactions import significant
+from epx.data.inputs.graphreg.tiling import middle_slice, tile_windows, tss_bin_index, window_of
 
 # node = anchor midpoint // 5000; the comment gives (node1, node2) of each row.
 BEDPE_ROWS = [
@@ -37,13 +38,13 @@ def bedpe() -> pd.DataFrame:
     ],
 )
 def test_interaction_edges_exact(bedpe, score_kind, threshold, expected):
-    edges = interaction_edges(bedpe, "chr1", threshold=threshold, score_kind=score_kind)
+    edges = interaction_edges(significant(bedpe, score_kind=score_kind, threshold=threshold), "chr1")
     assert edges.dtype == np.int64
     np.testing.assert_array_equal(edges, np.asarray(expected, dtype=np.int64).reshape(2, -1))
 
 
 def test_interaction_edges_symmetric_unique_loop_free(bedpe):
-    edges = interaction_edges(bedpe, "chr1", threshold=0.0)
+    edges = interaction_edges(significant(bedpe, score_kind="frequency", threshold=0.0), "chr1")
     pairs = set(zip(edges[0].tolist(), edges[1].tolist()))
     assert len(pairs) == edges.shape[1]  # no duplicates
     assert all((b, a) in pairs for a, b in pairs)
@@ -52,15 +53,15 @@ def test_interaction_edges_symmetric_unique_loop_free(bedpe):
 
 
 def test_interaction_edges_other_chromosome_only_sees_its_rows(bedpe):
-    np.testing.assert_array_equal(interaction_edges(bedpe, "chr2", threshold=0.0), [[2, 10], [10, 2]])
-    assert interaction_edges(bedpe, "chrX", threshold=0.0).shape == (2, 0)
+    np.testing.assert_array_equal(interaction_edges(significant(bedpe, score_kind="frequency", threshold=0.0), "chr2"), [[2, 10], [10, 2]])
+    assert interaction_edges(significant(bedpe, score_kind="frequency", threshold=0.0), "chrX").shape == (2, 0)
 
 
 def test_interaction_edges_bad_input(bedpe):
     with pytest.raises(ValueError, match="score_kind"):
-        interaction_edges(bedpe, "chr1", threshold=0.1, score_kind="pvalue")
+        significant(bedpe, score_kind="pvalue", threshold=0.1)
     with pytest.raises(ValueError, match="score"):
-        interaction_edges(bedpe.drop(columns="score"), "chr1", threshold=0.1)
+        interaction_edges(bedpe.drop(columns="score"), "chr1")
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_interaction_edges_bad_input(bedpe):
     ],
 )
 def test_window_edges_exact(bedpe, node_start, n_nodes, expected):
-    edges = interaction_edges(bedpe, "chr1", threshold=0.0)
+    edges = interaction_edges(significant(bedpe, score_kind="frequency", threshold=0.0), "chr1")
     local = window_edges(edges, node_start, n_nodes)
     assert local.dtype == np.int64
     np.testing.assert_array_equal(local, np.asarray(expected, dtype=np.int64).reshape(2, -1))
@@ -94,7 +95,7 @@ def test_window_edges_matches_brute_force_on_random_graph():
         }
     )
     df["end1"], df["end2"] = df["start1"] + 1, df["start2"] + 1
-    edges = interaction_edges(df, "chr7", threshold=0.5)
+    edges = interaction_edges(significant(df, score_kind="frequency", threshold=0.5), "chr7")
     for node_start in (-600, 0, 700, 1500):
         inside = np.all((edges >= node_start) & (edges < node_start + 1200), axis=0)
         np.testing.assert_array_equal(window_edges(edges, node_start, 1200), edges[:, inside] - node_start)

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from conftest import write_bigwig
-from epx.data.graphreg_inputs import GraphRegInputs
-from epx.data.inputs import DataContext
-from epx.data.interactions import empty_interactions, read_interactions
+from epx.data.inputs.graphreg.windows import GraphRegInputs
+from epx.data.inputs.context import DataContext
+from epx.data.prepare.interactions import ContactFilter
+from epx.io.bedpe import empty_interactions, read_interactions
 from epx.data.tracks import SignalTracks
 from epx.models.graphreg import EpiGraphReg
 from epx.train.counts import PoissonCounts
@@ -66,9 +67,11 @@ INTERACTIONS = [
 ]
 
 
-def _context(interactions=None, genes=None) -> DataContext:
+def _context(interactions=None, genes=None, *, score_kind="frequency", threshold=1.5) -> DataContext:
+    """The DataModule's context: the dataset's contacts are the rows past its threshold."""
     genes = _genes() if genes is None else genes
-    return DataContext(_tracks(), genes, _bedpe(INTERACTIONS) if interactions is None else interactions, "E003", ("H3K4me3", "H3K27ac"), "target")
+    contacts = ContactFilter(score_kind, threshold).apply(_bedpe(INTERACTIONS) if interactions is None else interactions)
+    return DataContext(_tracks(), genes, contacts, "E003", ("H3K4me3", "H3K27ac"), "target")
 
 
 def _edge_set(edge_index: torch.Tensor) -> set[tuple[int, int]]:
@@ -123,7 +126,7 @@ def test_batch_signal_is_ln_mean_plus_one_with_zero_padding():
 
 
 def test_edges_are_thresholded_symmetric_inside_windows_and_pyg_batched():
-    ds = GraphRegInputs(threshold=1.5)(_context(), np.arange(5))
+    ds = GraphRegInputs()(_context(threshold=1.5), np.arange(5))
     # window 0 (nodes -400..800): 2 <-> 200 -> local 402 <-> 600; window 2 (nodes 400..1600): 500 <-> 1300
     # -> local 100 <-> 900 and 999 <-> 1100 -> local 599 <-> 700, offset by 1 window in the batch
     batch = ds.__getitems__([0, 2])
@@ -138,7 +141,7 @@ def test_edges_are_thresholded_symmetric_inside_windows_and_pyg_batched():
     contact = batch["has_contact"].numpy()
     assert np.argwhere(contact).tolist() == [[0, 2], [0, 200], [1, 199], [1, 300]]
     # a qvalue threshold keeps scores <= t instead
-    strict = GraphRegInputs(score_kind="qvalue", threshold=1.0)(_context(), np.arange(5))
+    strict = GraphRegInputs()(_context(score_kind="qvalue", threshold=1.0), np.arange(5))
     # only row b (node 2 <-> 900) passes; it fits in window 1 (nodes 0..1200) alone
     assert _edge_set(strict.__getitems__([0, 1, 2])["x"]["edge_index"]) == {(1200 + 2, 1200 + 900), (1200 + 900, 1200 + 2)}
 
@@ -176,7 +179,9 @@ def test_cage_bigwig_replaces_rpkm_as_the_bin_target(tmp_path):
     values[12_000:12_010] = 2.0  # node 2: 20
     values[2_500_000:2_500_005] = 1.0  # node 500: 5
     write_bigwig(cage, SIZES, {"chr1": values})
-    ds = GraphRegInputs(cage=str(tmp_path / "cage" / "{cell}.bigwig"))(_context(), np.arange(5))
+    ctx = _context()
+    ctx.cage = cage  # the dataset found cage/{cell}.bigwig (dataset.files.cage)
+    ds = GraphRegInputs()(ctx, np.arange(5))
     y = ds.__getitems__([0, 1, 3])["y"].numpy()
     assert y[0, 2] == pytest.approx(20.0) and y[1, 100] == pytest.approx(5.0)
     assert y.sum() == pytest.approx(25.0)  # chr2 has no CAGE signal
@@ -186,7 +191,7 @@ def test_cage_bigwig_replaces_rpkm_as_the_bin_target(tmp_path):
 
 def test_unknown_score_kind_is_one_clear_error():
     with pytest.raises(ValueError, match="score_kind 'pvalue'.*frequency"):
-        GraphRegInputs(score_kind="pvalue")
+        ContactFilter(score_kind="pvalue")
 
 
 def test_dataloader_passes_the_batch_through():

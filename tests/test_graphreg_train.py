@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from epx.data.errors import InputError
+from epx.errors import InputError
 from epx.run import train
 from test_train import job_cfg, read_metrics
 
@@ -87,7 +87,7 @@ def test_paper_recipe_composes_for_both_models():
         assert cfg.model.name == model and cfg.model.objective._target_ == "epx.train.counts.PoissonCounts"
         assert cfg.model.module.optimizer.lr == 2e-4 and cfg.model.batch_size == 1
         assert cfg.callbacks.early_stopping.monitor == "val/loss" and cfg.callbacks.early_stopping.patience == 4
-        assert cfg.model.net.n_marks == 7 and cfg.model.inputs.threshold == cfg.dataset.interactions.threshold
+        assert cfg.model.net.n_marks == 7 and "threshold" not in cfg.model.inputs  # the dataset applies it
 
 
 def test_distal_benchmark_recipe_differs_between_models_only_in_the_graph():

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def synthetic_default(tmp_path_factory):
-    from epx.data.synthetic import ensure_synthetic
+    from epx.synthetic.generate import ensure_synthetic
 
     return ensure_synthetic(tmp_path_factory.mktemp("synthetic") / "seed0", seed=0)
 

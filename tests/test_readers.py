@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 
 from conftest import write_bigwig, write_folder
-from epx.data.bigwig import bin_mean, read_binned
-from epx.data.chromsizes import read_chrom_sizes
-from epx.data.contract import DatasetSpec
-from epx.data.errors import InputError
-from epx.data.expression import classification_label, read_expression, regression_target
-from epx.data.genes import load_genes
-from epx.data.interactions import read_interactions
-from epx.data.tss import read_tss
+from epx.io.bigwig import bin_mean, read_binned
+from epx.io.chrom_sizes import read_chrom_sizes
+from epx.data.prepare.contract import DatasetSpec
+from epx.errors import InputError
+from epx.io.expression import classification_label, read_expression, regression_target
+from epx.data.prepare.genes import load_genes
+from epx.io.bedpe import read_interactions
+from epx.io.tss import read_tss
 
 
 def test_bin_mean_matches_naive_and_treats_nan_as_zero():
@@ -34,7 +34,7 @@ def test_read_binned_bigwig_equals_in_memory(tiny_folder):
 
 
 def test_dense_and_sparse_paths_agree(tmp_path, monkeypatch):
-    import epx.data.bigwig as bigwig
+    import epx.io.bigwig as bigwig
 
     sizes = {"chr1": 300_000}
     v = np.zeros(300_000, np.float32)

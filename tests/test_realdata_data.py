@@ -12,10 +12,10 @@ from torchmetrics.functional.classification import binary_auroc
 import torch
 
 from epx.constants import MARKS
-from epx.data.cache import CellCache
-from epx.data.contract import DatasetSpec
-from epx.data.folds import assign_splits
-from epx.data.genes import load_genes
+from epx.data.prepare.cache import CellCache
+from epx.data.prepare.contract import DatasetSpec
+from epx.data.prepare.folds import assign_splits
+from epx.data.prepare.genes import load_genes
 from epx.data.tracks import SignalTracks
 
 pytestmark = pytest.mark.realdata

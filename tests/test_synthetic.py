@@ -12,9 +12,9 @@ import pyBigWig
 import pytest
 
 from epx.constants import MARKS
-from epx.data import synthetic
-from epx.data.errors import InputError
-from epx.data.synthetic_biology import FLAT, PEAK, _Features, _paint
+from epx.synthetic import generate as synthetic
+from epx.errors import InputError
+from epx.synthetic.biology import FLAT, PEAK, _Features, _paint
 
 CELLS = ("E003", "E114")
 SMALL = dict(n_chroms=4, chrom_length=2_000_000, genes_per_chrom=40, cells=CELLS, distal_fraction=0.3)

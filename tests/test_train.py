@@ -11,7 +11,7 @@ from omegaconf import open_dict
 
 from conftest import REPO
 from epx.cli import compose
-from epx.data.errors import InputError
+from epx.errors import InputError
 from epx.run import train
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from epx.data.chromsizes import read_chrom_sizes  # noqa: F401  (re-exported for the converters)
+from epx.io.chrom_sizes import read_chrom_sizes  # noqa: F401  (re-exported for the converters)
 
 # A version is ".<digits>" at the end or before GENCODE's "_PAR_Y" tag; keeping the tag
 # stops chrY pseudo-autosomal copies from colliding with their chrX twins.

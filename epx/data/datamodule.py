@@ -22,13 +22,12 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from epx.data.arrays import keep_batch
-from epx.data.cache import CellCache
-from epx.data.contract import DatasetSpec
-from epx.data.folds import assign_splits, fold_record
-from epx.data.genes import load_genes
-from epx.data.inputs import DataContext
-from epx.data.interactions import read_interactions
+from epx.data.inputs.arrays import keep_batch
+from epx.data.prepare.cache import CellCache
+from epx.data.prepare.contract import DatasetSpec
+from epx.data.prepare.folds import assign_splits, fold_record
+from epx.data.prepare.genes import load_genes
+from epx.data.inputs.context import DataContext
 from epx.data.tracks import SignalTracks
 
 SPLITS = ("train", "val", "test")
@@ -81,8 +80,7 @@ class EpxDataModule(L.LightningDataModule):
 
     def _context(self, cell: str, genes: pd.DataFrame, chroms) -> DataContext:
         tracks = SignalTracks(self._cache(cell).load(self.marks, chroms=chroms), self.marks, base_bp=self.bin_bp)
-        interactions = read_interactions(self.spec.interactions_path(cell))
-        return DataContext(tracks, genes, interactions, cell, self.marks, self.target_column)
+        return DataContext(tracks, genes, self.spec.contacts(cell), cell, self.marks, self.target_column, cage=self.spec.cage_path(cell))
 
     def _genes(self, cell: str) -> pd.DataFrame:
         return load_genes(self.spec.path("tss"), self.spec.path("expression"), cell, self._cache(cell).chrom_sizes)

@@ -3,7 +3,7 @@
 Contract (the ``epx.train.objectives`` interface; ``conf/model/{graphreg,epi_cnn}.yaml`` name it
 under ``objective``): ``PoissonCounts`` is regression on counts (``name = "regression"``,
 ``out_dim = 1``, ``target_column = "target"``, ``primary = "pearson"``). It reads batches made
-by ``epx.data.graphreg_inputs``: ``out`` (B, N) predicted counts >= 0 for every node of each
+by ``epx.data.inputs.graphreg.windows``: ``out`` (B, N) predicted counts >= 0 for every node of each
 window, ``batch["y"]`` (B, S) targets of the S middle nodes (the middle is centred, so it is
 ``out[:, (N - S) // 2 : (N + S) // 2]``), ``has_tss``/``has_contact`` (B, S) bool, and per gene
 ``gene``, ``gene_pos`` (index into ``out.reshape(-1)``), ``gene_target`` (log2(RPKM + 1)).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 
 def _strip(name: str) -> str:

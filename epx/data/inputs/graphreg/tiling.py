@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 WINDOW_BP = 6_000_000
 STEP_BP = 2_000_000

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from epx.data.errors import InputError
-from epx.data.naming import check_naming
+from epx.errors import InputError
+from epx.io.naming import check_naming
 
 COLUMNS = ["gene_id", "chrom", "tss", "strand"]
 

@@ -1,10 +1,10 @@
 """Chromoformer inputs: promoter + pCRE windows at three resolutions, assembled per batch.
 
 Contract: ``ChromoformerInputs(window_bp=40_000, resolutions=(2000, 500, 100), i_max=8,
-w_max=40_000, tolerance_bp=1000, score_kind="frequency", threshold=None)`` is a builder
-``(context, rows) -> ChromoformerDataset``. Only interactions that pass the dataset's
-threshold become pCREs (the same rule GraphReg's graph uses); ``freq`` is the contact
-strength (a frequency as is, a q-value as -log10 q), which ranks pCREs and biases attention.
+w_max=40_000, tolerance_bp=1000)`` is a builder ``(context, rows) -> ChromoformerDataset``.
+pCREs come from the dataset's contacts (``context.interactions``, thresholded once by the
+DataModule: the same edges GraphReg's graph uses); ``freq`` is the contact ``strength`` (a
+frequency as is, a q-value as -log10 q), which ranks pCREs and biases attention.
 A batch is ``{"x": {promoter: {r: (B, M, L_r)}, pcres: {r: (B, I, M, L_r)}, pcre_bin_mask:
 {r: (B, I, L_r) bool}, pcre_mask: (B, I) bool, freq: (B, I)}, "y": (B,), "gene": (B,)}`` with
 ``L_r = window_bp / r`` and ``I = i_max`` — the ``Chromoformer`` forward contract.
@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from epx.data.arrays import keep_batch
-from epx.data.inputs import DataContext, target_array
-from epx.data.interactions import check_score_kind, significant, strength
-from epx.data.pcres import PcreSlots, select_pcres
+from epx.data.inputs.arrays import keep_batch
+from epx.data.inputs.context import DataContext, target_array
+from epx.data.inputs.pcres import PcreSlots, select_pcres
 
 
 class ChromoformerDataset(Dataset):
@@ -97,21 +96,11 @@ class ChromoformerInputs:
         i_max: int = 8,
         w_max: int = 40_000,
         tolerance_bp: int = 1000,
-        score_kind: str = "frequency",
-        threshold: float | None = None,
     ):
-        check_score_kind(score_kind)
         self.window_bp, self.resolutions = window_bp, tuple(int(r) for r in resolutions)
         self.i_max, self.w_max, self.tolerance_bp = i_max, w_max, tolerance_bp
-        self.score_kind, self.threshold = score_kind, threshold
-
-    def _interactions(self, context: DataContext):
-        kept = context.interactions
-        if self.threshold is not None:
-            kept = significant(kept, score_kind=self.score_kind, threshold=float(self.threshold))
-        return kept.assign(score=strength(kept["score"].to_numpy(), self.score_kind))
 
     def __call__(self, context: DataContext, rows: np.ndarray) -> ChromoformerDataset:
-        slots = select_pcres(context.genes.iloc[rows], self._interactions(context), tolerance_bp=self.tolerance_bp, i_max=self.i_max)
+        slots = select_pcres(context.genes.iloc[rows], context.interactions.assign(score=context.interactions["strength"]), tolerance_bp=self.tolerance_bp, i_max=self.i_max)
         # slots are indexed by position within `rows`
         return ChromoformerDataset(context, rows, slots, window_bp=self.window_bp, resolutions=self.resolutions, w_max=self.w_max)

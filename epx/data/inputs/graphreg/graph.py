@@ -3,8 +3,8 @@
 ``interaction_edges`` turns one chromosome's interactions (the BEDPE reader's DataFrame,
 columns ``chrom1 start1 end1 chrom2 start2 end2 name score``) into a directed edge list of
 global node ids (node = anchor midpoint // node_bp): rows on other chromosomes or between
-chromosomes are ignored, rows that fail the score threshold are dropped (``frequency``
-keeps score >= t, ``qvalue`` keeps score <= t; GraphReg recommends FDR 0.1), both
+chromosomes are ignored (the rows are the dataset's contacts, already thresholded by
+``epx.data.prepare.interactions.ContactFilter``; GraphReg recommends FDR 0.1), both
 directions are kept, duplicates collapse to one edge and self-loops are removed (GATConv
 adds its own). The result is sorted by source, then target.
 
@@ -20,10 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from epx.data.errors import InputError
-from epx.data.interactions import SCORE_FILTERS, check_score_kind
-
-INTERACTION_COLUMNS = ("chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score")
+from epx.errors import InputError
+from epx.io.bedpe import COLUMNS as INTERACTION_COLUMNS
 
 
 def interaction_edges(
@@ -31,8 +29,6 @@ def interaction_edges(
     chrom: str,
     *,
     node_bp: int = 5000,
-    threshold: float,
-    score_kind: str = "frequency",
 ) -> np.ndarray:
     """Symmetric, deduplicated, loop-free edges among ``chrom``'s nodes: (2, E) int64 global ids."""
     missing = [c for c in INTERACTION_COLUMNS if c not in df.columns]
@@ -41,14 +37,10 @@ def interaction_edges(
             f"interactions table lacks columns {missing}; expected the 8 BEDPE columns "
             f"{list(INTERACTION_COLUMNS)} (read the file with the project's BEDPE reader)"
         )
-    check_score_kind(score_kind)
     if node_bp <= 0:
         raise InputError(f"node_bp must be positive, got {node_bp}")
 
-    scores = pd.to_numeric(df["score"], errors="coerce").to_numpy(dtype=np.float64)
-    # NaN scores compare False, so unparsable scores never make an edge.
     keep = (df["chrom1"] == chrom).to_numpy() & (df["chrom2"] == chrom).to_numpy()
-    keep &= SCORE_FILTERS[score_kind](scores, threshold)
     rows = df.loc[keep]
     a = (rows["start1"].to_numpy(np.int64) + rows["end1"].to_numpy(np.int64)) // 2 // node_bp
     b = (rows["start2"].to_numpy(np.int64) + rows["end2"].to_numpy(np.int64)) // 2 // node_bp

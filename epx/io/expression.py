@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 
 def read_expression_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:

@@ -30,9 +30,9 @@ import numpy as np
 from filelock import FileLock
 
 from epx.constants import MARKS
-from epx.data.bigwig import read_binned
-from epx.data.contract import DatasetSpec
-from epx.data.errors import InputError
+from epx.io.bigwig import read_binned
+from epx.data.prepare.contract import DatasetSpec
+from epx.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 CHROMOFORMER_GROUPS = (
     ("1", "5", "6", "8", "14", "Y"),

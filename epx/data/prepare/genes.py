@@ -11,9 +11,9 @@ import logging
 
 import pandas as pd
 
-from epx.data.errors import InputError
-from epx.data.expression import classification_label, read_expression, regression_target
-from epx.data.tss import read_tss
+from epx.errors import InputError
+from epx.io.expression import classification_label, read_expression, regression_target
+from epx.io.tss import read_tss
 
 log = logging.getLogger(__name__)
 

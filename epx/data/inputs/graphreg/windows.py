@@ -1,7 +1,6 @@
 """GraphReg inputs: 6 Mb windows of histone marks, their contact graph and per-5 kb-bin targets.
 
-Contract: ``GraphRegInputs(*, window_bp, step_bp, node_bp, bin_bp, skip_empty, score_kind,
-threshold, cage)`` is a model ``inputs`` builder (``conf/model/graphreg.yaml``), called
+Contract: ``GraphRegInputs(*, window_bp, step_bp, node_bp, bin_bp, skip_empty)`` is a model ``inputs`` builder (``conf/model/graphreg.yaml``), called
 ``builder(context, rows) -> GraphRegWindows`` once per split. It tiles every chromosome of the
 split's genes with ``tile_windows`` (window k's middle is ``[k * step_bp, (k + 1) * step_bp)``;
 the chromosome ends are read as zeros) and keeps, when ``skip_empty``, only the windows with at
@@ -10,9 +9,9 @@ the one whose middle holds its TSS.
 
 Per window, computed once at build time (small): the middle's per-bin target ``y`` (the summed
 RPKM of the split's genes whose TSS lies in the 5 kb bin, or the summed CAGE signal of the bin
-when ``cage`` names an existing bigWig), the masks ``has_tss`` and ``has_contact`` (>= 1 graph
+when the dataset has a CAGE bigWig for the cell, ``dataset.files.cage``), the masks ``has_tss`` and ``has_contact`` (>= 1 graph
 edge inside the window), the window's edges in local node ids (``window_edges`` of the
-chromosome's ``interaction_edges``, thresholded by the dataset's ``score_kind``/``threshold``)
+chromosome's ``interaction_edges`` over the dataset's contacts)
 and its genes. The histone marks are sliced from the in-memory tracks per batch, never copied
 per window, because 60,000 x M floats per window would multiply the genome's memory by three.
 
@@ -44,14 +43,13 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
-from epx.data.arrays import keep_batch
-from epx.data.bigwig import read_binned
-from epx.data.errors import InputError
-from epx.data.folds import natural_key
-from epx.data.graph import interaction_edges, window_edges
-from epx.data.interactions import check_score_kind
-from epx.data.inputs import DataContext
-from epx.data.tiling import NODE_BP, STEP_BP, WINDOW_BP, middle_slice, tile_windows, tss_bin_index, window_of
+from epx.data.inputs.arrays import keep_batch
+from epx.io.bigwig import read_binned
+from epx.errors import InputError
+from epx.data.prepare.folds import natural_key
+from epx.data.inputs.graphreg.graph import interaction_edges, window_edges
+from epx.data.inputs.context import DataContext
+from epx.data.inputs.graphreg.tiling import NODE_BP, STEP_BP, WINDOW_BP, middle_slice, tile_windows, tss_bin_index, window_of
 from epx.data.tracks import SignalTracks
 
 log = logging.getLogger(__name__)
@@ -162,22 +160,12 @@ class GraphRegInputs:
         node_bp: int = NODE_BP,
         bin_bp: int = 100,
         skip_empty: bool = True,
-        score_kind: str = "frequency",
-        threshold: float = 1.5,
-        cage: str | Path | None = None,
     ):
         self.window_bp, self.step_bp, self.node_bp, self.bin_bp = window_bp, step_bp, node_bp, bin_bp
         self.middle = middle_slice(window_bp=window_bp, step_bp=step_bp, node_bp=node_bp)  # validates early
         if bin_bp <= 0 or node_bp % bin_bp:
             raise InputError(f"GraphReg node_bp={node_bp} must be a multiple of bin_bp={bin_bp}")
-        check_score_kind(score_kind)
         self.skip_empty = skip_empty
-        self.score_kind, self.threshold = score_kind, float(threshold)
-        self.cage = cage
-
-    def _cage_path(self, cell: str) -> Path | None:
-        path = Path(str(self.cage).format(cell=cell)) if self.cage else None
-        return path if path is not None and path.exists() else None
 
     def _bin_targets(self, genes: pd.DataFrame, chrom: str, n_nodes: int, cage: Path | None) -> np.ndarray:
         """(n_nodes,) float32 per-5 kb-bin target over the whole (padded) chromosome."""
@@ -198,7 +186,7 @@ class GraphRegInputs:
         n_chrom_nodes = len(starts) * per_step
         target = self._bin_targets(genes, chrom, n_chrom_nodes, cage)
         has_tss = np.bincount(tss // self.node_bp, minlength=n_chrom_nodes) > 0
-        edges = interaction_edges(context.interactions, chrom, node_bp=self.node_bp, threshold=self.threshold, score_kind=self.score_kind)
+        edges = interaction_edges(context.interactions, chrom, node_bp=self.node_bp)
         gene_window = window_of(tss, step_bp=self.step_bp)
         kept = np.unique(gene_window) if self.skip_empty else np.arange(len(starts))
         order = np.argsort(gene_window, kind="stable")  # genes grouped by window, windows ascending
@@ -220,7 +208,7 @@ class GraphRegInputs:
     def __call__(self, context: DataContext, rows: np.ndarray) -> GraphRegWindows:
         rows = np.asarray(rows, dtype=np.int64)
         genes = context.genes.iloc[rows].assign(row=rows)
-        cage = self._cage_path(context.cell)
+        cage = context.cage
         log.info("GraphReg targets for %s: %s", context.cell, f"CAGE signal summed per bin ({cage})" if cage else "summed RPKM per 5 kb bin")
         parts = [self._chromosome(context, chrom, genes[genes["chrom"] == chrom], cage) for chrom in sorted(genes["chrom"].unique(), key=natural_key)]
         table = WindowTable.concat(parts, width=self.step_bp // self.node_bp)

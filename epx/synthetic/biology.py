@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from epx.constants import CELLS, MARKS
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 # Programs a gene (or a decoy enhancer) can follow; "group:" / "cell:" ones are suffixed.
 # With 5 cell groups this leaves ~35% of genes silent in any one cell.

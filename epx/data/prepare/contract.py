@@ -2,11 +2,13 @@
 
 Contract: ``DatasetSpec(root, files, interactions, folds, name, generator)`` built by Hydra
 from ``conf/dataset/*.yaml``. ``files`` maps each contract file to a pattern relative to
-``root`` (``signal`` uses ``{cell}`` and ``{mark}``; ``interactions`` uses ``{cell}``), so
+``root`` (``signal`` uses ``{cell}`` and ``{mark}``; ``interactions`` and ``cage`` use ``{cell}``), so
 Roadmap's own names (``{cell}-{mark}.fc.signal.bigwig``) work unchanged. ``generator`` is an
 optional callable ``generator(root)`` that materialises the folder on first use (the
 built-in synthetic dataset). ``check(cells, marks)`` fails before any long work with one
-error per problem naming the cell, mark and expected path.
+error per problem naming the cell, mark and expected path. ``contacts(cell)`` is the cell's
+BEDPE past the dataset's ``interactions`` threshold (empty when the cell has no file);
+``cage_path(cell)`` the CAGE bigWig when present, else None.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epx.data.chromsizes import read_chrom_sizes
-from epx.data.errors import InputError
+from epx.data.prepare.interactions import ContactFilter
+from epx.io.bedpe import read_interactions
+from epx.io.chrom_sizes import read_chrom_sizes
+from epx.errors import InputError
 
 DEFAULT_FILES = {
     "signal": "signals/{cell}-{mark}.bigwig",
@@ -26,6 +30,7 @@ DEFAULT_FILES = {
     "expression": "expression.tsv",
     "interactions": "interactions/{cell}.bedpe",
     "chrom_sizes": "chrom.sizes",
+    "cage": "cage/{cell}.bigwig",  # optional per-bin count target of GraphReg / Epi-CNN
 }
 
 
@@ -51,6 +56,14 @@ class DatasetSpec:
 
     def interactions_path(self, cell: str) -> Path:
         return self.path("interactions", cell=cell)
+
+    def contacts(self, cell: str):
+        """The cell's interactions that pass ``interactions.threshold``, with a ``strength`` column."""
+        return ContactFilter(**dict(self.interactions)).apply(read_interactions(self.interactions_path(cell)))
+
+    def cage_path(self, cell: str) -> Path | None:
+        path = self.path("cage", cell=cell)
+        return path if path.exists() else None
 
     # -- lifecycle -----------------------------------------------------------------------
     def materialize(self) -> "DatasetSpec":

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
-from epx.data.errors import InputError
-from epx.data.naming import check_naming
+from epx.errors import InputError
+from epx.io.naming import check_naming
 
 # Spans below this covered fraction are binned from intervals instead of decoded per bp.
 SPARSE_FRACTION = 0.02

@@ -14,7 +14,7 @@ Contract:
   serialised by a file lock on ``{root}.lock``, so it is built once.
 - ``main(argv)`` is ``epx synth OUT [--seed S] [--small] ...``.
 
-The biology lives in ``epx.data.synthetic_biology``; this module owns parameters and files.
+The biology lives in ``epx.synthetic.biology``; this module owns parameters and files.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import pyBigWig
 from filelock import FileLock
 
 from epx.constants import MARKS, ROADMAP_CELLS
-from epx.data.errors import InputError
-from epx.data.synthetic_biology import Genome, build_genome, render_cell_chrom
+from epx.errors import InputError
+from epx.synthetic.biology import Genome, build_genome, render_cell_chrom
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _write_signals(out: Path, genome: Genome, marks: Sequence[str], seed: int) -
 def _write_manifest(out: Path, genome: Genome, params: dict[str, Any]) -> None:
     manifest = {
         "format_version": FORMAT_VERSION,
-        "generator": "epx.data.synthetic",
+        "generator": "epx.synthetic.generate",
         "params": params,
         "n_genes": int(len(genome.genes)),
         "n_distal_driven": int(genome.genes["distal_driven"].sum()),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyBigWig
 
-from epx.data.errors import InputError
+from epx.errors import InputError
 
 BIGWIG_SUFFIXES = (".bw", ".bigwig", ".bigWig")
 
