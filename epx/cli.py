@@ -31,8 +31,7 @@ def run_job(cfg) -> float | None:
             raise
         print(f"epx: error: {err}", file=sys.stderr)
         sys.exit(2)
-    metric = record["test"].get("pearson", record["test"].get("auroc"))
-    return metric
+    return record.primary_value
 
 
 def compose(overrides: list[str]):

@@ -112,9 +112,9 @@ def test_minus_strand_gene_sees_mirrored_promoter_and_pcres():
 def test_chromoformer_fast_dev_run_job(tmp_path, small_synthetic):
     train(job_cfg(tmp_path, small_synthetic, "model=chromoformer", "trainer=debug", "mark=all", "model.batch_size=8"))
     record = read_metrics(tmp_path)
-    assert record["status"] == "ok" and record["n_params"] == 5_341_457
+    assert record.status == "ok" and record.n_params == 5_341_457
 
 
 def test_chromoformer_classification_param_count(tmp_path, small_synthetic):
     train(job_cfg(tmp_path, small_synthetic, "model=chromoformer", "task=classification", "trainer=debug", "mark=all", "model.batch_size=4"))
-    assert read_metrics(tmp_path)["n_params"] == 5_341_586
+    assert read_metrics(tmp_path).n_params == 5_341_586

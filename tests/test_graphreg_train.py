@@ -31,9 +31,9 @@ def _predictions(tmp_path) -> pd.DataFrame:
 def test_fast_dev_run_writes_gene_and_bin_metrics(tmp_path, small_synthetic, model):
     record = train(job_cfg(tmp_path, small_synthetic, f"model={model}", *FAST))
     on_disk = read_metrics(tmp_path)
-    assert on_disk["status"] == "ok" and on_disk["model"] == model and on_disk["n_params"] == record["n_params"] > 0
-    assert set(on_disk["test"]) >= GENE_METRICS | BIN_METRICS | {"loss"}
-    assert math.isfinite(on_disk["test"]["bin_nll_tss"]) and math.isfinite(on_disk["test"]["mse"])
+    assert on_disk.status == "ok" and on_disk.model == model and on_disk.n_params == record.n_params > 0
+    assert set(on_disk.test) >= GENE_METRICS | BIN_METRICS | {"loss"}
+    assert math.isfinite(on_disk.test["bin_nll_tss"]) and math.isfinite(on_disk.test["mse"])
     preds = _predictions(tmp_path)
     # fast_dev_run predicts one batch per split: 2 windows (chromosomes) of 12 genes each
     assert preds.gene_id.is_unique and preds.groupby("split").size().to_dict() == {"train": 24, "val": 24, "test": 24}
@@ -43,7 +43,7 @@ def test_fast_dev_run_writes_gene_and_bin_metrics(tmp_path, small_synthetic, mod
 def test_classification_is_rejected_with_a_clear_error(tmp_path, small_synthetic):
     with pytest.raises(InputError, match="model=graphreg does not support task=classification; it supports: regression"):
         train(job_cfg(tmp_path, small_synthetic, "model=graphreg", "task=classification", *FAST))
-    assert read_metrics(tmp_path)["status"] == "failed"
+    assert read_metrics(tmp_path).status == "failed"
 
 
 def test_an_empty_interactions_file_still_trains_and_predicts_every_gene_once(tmp_path, small_synthetic):
@@ -52,17 +52,17 @@ def test_an_empty_interactions_file_still_trains_and_predicts_every_gene_once(tm
     one_epoch = ("trainer.max_epochs=1", "+trainer.limit_train_batches=2", "callbacks=none")
     train(job_cfg(tmp_path, small_synthetic, "model=graphreg", f"dataset.files.interactions={empty}", *one_epoch, *FAST[1:]))
     record = read_metrics(tmp_path)
-    assert record["status"] == "ok" and math.isfinite(record["test"]["bin_nll_tss"])
-    assert math.isnan(record["test"]["bin_pearson_expressed_contact"])  # no contact anywhere
+    assert record.status == "ok" and math.isfinite(record.test["bin_nll_tss"])
+    assert math.isnan(record.test["bin_pearson_expressed_contact"])  # no contact anywhere
     # a full prediction pass covers every gene of every split exactly once (its one window)
     preds = _predictions(tmp_path)
-    assert preds.gene_id.is_unique and preds.groupby("split").size().to_dict() == record["n_genes"]
+    assert preds.gene_id.is_unique and preds.groupby("split").size().to_dict() == record.n_genes
 
 
 def test_cross_cell_mode_tests_on_the_other_cells_expression(tmp_path, small_synthetic):
     train(job_cfg(tmp_path, small_synthetic, "model=graphreg", "test_cell=E114", *FAST))
     record = read_metrics(tmp_path)
-    assert record["status"] == "ok" and record["test_cell"] == "E114"
+    assert record.status == "ok" and record.test_cell == "E114"
     expr = pd.read_csv(small_synthetic / "expression.tsv", sep="\t").set_index("gene_id")
     test = _predictions(tmp_path).query("split == 'test'").set_index("gene_id")
     np.testing.assert_allclose(test.target, np.log2(expr.loc[test.index, "E114"] + 1), rtol=1e-5)
@@ -74,9 +74,9 @@ def test_both_models_run_on_the_real_e003_slice(tmp_path, e003_demo):
         job = tmp_path / model
         train(job_cfg(job, e003_demo, f"model={model}", "dataset.folds.scheme=balanced", "trainer=debug", "mark=all", "model.net.d=16"))
         record = read_metrics(job)
-        assert record["status"] == "ok" and record["marks"] == ["H3K4me1", "H3K4me3", "H3K9me3", "H3K27me3", "H3K36me3", "H3K27ac", "H3K9ac"]
+        assert record.status == "ok" and record.marks == ["H3K4me1", "H3K4me3", "H3K9me3", "H3K27me3", "H3K36me3", "H3K27ac", "H3K9ac"]
         # pcHi-C contacts reach the expressed test genes' bins, so the contact subset is scored
-        assert math.isfinite(record["test"]["bin_nll_expressed_contact"])
+        assert math.isfinite(record.test["bin_nll_expressed_contact"])
 
 
 def test_paper_recipe_composes_for_both_models():

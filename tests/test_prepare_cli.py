@@ -20,7 +20,7 @@ def test_prepare_then_train_reuses_cache(tmp_path, small_synthetic):
     from epx.run import train
 
     cfg = job_cfg(tmp_path / "job", small_synthetic, "trainer=debug", f"paths.cache_dir={cache}", "mark=H3K27ac")
-    assert train(cfg)["status"] == "ok"
+    assert train(cfg).status == "ok"
     assert {p: p.stat().st_mtime_ns for p in built} == mtimes
 
 

@@ -28,8 +28,8 @@ def _synthetic_job(tmp_path, root, *overrides):
 
 
 def test_promoter_cnn_learns_h3k4me3_and_not_h3k9me3(tmp_path, synthetic_default):
-    k4 = _synthetic_job(tmp_path / "k4", synthetic_default, "mark=H3K4me3")["test"]["pearson"]
-    k9 = _synthetic_job(tmp_path / "k9", synthetic_default, "mark=H3K9me3")["test"]["pearson"]
+    k4 = _synthetic_job(tmp_path / "k4", synthetic_default, "mark=H3K4me3").test["pearson"]
+    k9 = _synthetic_job(tmp_path / "k9", synthetic_default, "mark=H3K9me3").test["pearson"]
     assert k4 >= 0.6 and k9 <= k4 - 0.2
 
 
@@ -38,7 +38,7 @@ def test_linear_h3k9ac_on_real_e003(tmp_path, e003_demo):
     for fold in range(4):
         for task, out in (("classification", auroc), ("regression", spearman)):
             cfg = job_cfg(tmp_path / f"{task}{fold}", e003_demo, "model=linear", "mark=H3K9ac", f"fold={fold}", f"task={task}", "dataset.folds.scheme=balanced")
-            test = train(cfg)["test"]
+            test = train(cfg).test
             out.append(test["auroc"] if task == "classification" else test["spearman"])
     assert np.mean(auroc) >= 0.75 and np.mean(spearman) >= 0.6
 

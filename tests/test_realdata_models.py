@@ -6,11 +6,11 @@ fast — the full-training figures live in the closing notes, reproducible with 
 in the README. Skipped with a reason where the slice is absent.
 """
 
-import json
 
 import pandas as pd
 import pytest
 
+from epx.record import JobRecord
 from epx.run import train
 from test_train import job_cfg
 
@@ -43,9 +43,9 @@ def test_model_runs_every_fold_on_real_e003(tmp_path, e003_demo, real_cache, mod
             f"paths.cache_dir={real_cache}", *MODELS[model][0],
         )
         record = train(cfg)
-        on_disk = json.loads((job / "job" / "metrics.json").read_text())
-        assert on_disk["status"] == "ok" and on_disk["n_params"] > 0
-        assert set(record["test"]) >= {"pearson", "spearman", "mse"}
+        on_disk = JobRecord.read(job / "job")
+        assert on_disk.status == "ok" and on_disk.n_params > 0
+        assert set(record.test) >= {"pearson", "spearman", "mse"}
         preds = pd.read_csv(job / "job" / "predictions.csv")
         tests |= set(preds.gene_id[preds.split == "test"])
     if MODELS[model][1]:

@@ -12,6 +12,7 @@ from omegaconf import open_dict
 from conftest import REPO
 from epx.cli import compose
 from epx.errors import InputError
+from epx.record import SCHEMA_VERSION, JobRecord
 from epx.run import train
 
 
@@ -33,8 +34,8 @@ def job_cfg(tmp_path, folder, *overrides):
     return cfg
 
 
-def read_metrics(tmp_path):
-    return json.loads((tmp_path / "job" / "metrics.json").read_text())
+def read_metrics(tmp_path) -> JobRecord:
+    return JobRecord.read(tmp_path / "job")
 
 
 @pytest.mark.parametrize("model", ["promoter_cnn", "linear"])
@@ -42,10 +43,12 @@ def read_metrics(tmp_path):
 def test_fast_dev_run_each_model_and_task(tmp_path, small_synthetic, model, task):
     record = train(job_cfg(tmp_path, small_synthetic, f"model={model}", f"task={task}", "trainer=debug", "mark=H3K4me3+H3K27ac"))
     on_disk = read_metrics(tmp_path)
-    assert on_disk["status"] == "ok" and on_disk["n_params"] == record["n_params"] > 0
-    assert on_disk["marks"] == ["H3K4me3", "H3K27ac"] and on_disk["mark"] == "H3K4me3+H3K27ac"
-    assert set(on_disk["test"]) >= ({"pearson", "spearman", "mse"} if task == "regression" else {"auroc", "auprc", "accuracy"})
-    assert sum(on_disk["n_genes"].values()) > 0
+    assert on_disk.status == "ok" and on_disk.n_params == record.n_params > 0
+    assert on_disk.marks == ["H3K4me3", "H3K27ac"] and on_disk.mark == "H3K4me3+H3K27ac"
+    assert set(on_disk.test) >= ({"pearson", "spearman", "mse"} if task == "regression" else {"auroc", "auprc", "accuracy"})
+    assert sum(on_disk.n_genes.values()) > 0
+    assert on_disk.schema_version == SCHEMA_VERSION and on_disk.primary_metric == ("pearson" if task == "regression" else "auroc")
+    assert on_disk.primary_value == on_disk.test[on_disk.primary_metric]
     folds = json.loads((tmp_path / "job" / "folds.json").read_text())
     assert folds["scheme"] == "chromoformer" and set(folds["genes"]) == {"train", "val", "test"}
     preds = pd.read_csv(tmp_path / "job" / "predictions.csv")
@@ -57,9 +60,9 @@ def test_same_seed_same_metrics_including_seed_zero(tmp_path, small_synthetic):
     runs = []
     for i in range(2):
         d = tmp_path / f"run{i}"
-        runs.append(train(job_cfg(d, small_synthetic, "seed=0", "trainer.max_epochs=2", "callbacks=none"))["test"])
+        runs.append(train(job_cfg(d, small_synthetic, "seed=0", "trainer.max_epochs=2", "callbacks=none")).test)
     assert runs[0] == runs[1]
-    other = train(job_cfg(tmp_path / "run2", small_synthetic, "seed=1", "trainer.max_epochs=2", "callbacks=none"))["test"]
+    other = train(job_cfg(tmp_path / "run2", small_synthetic, "seed=1", "trainer.max_epochs=2", "callbacks=none")).test
     assert other != runs[0]
 
 
@@ -67,7 +70,7 @@ def test_failing_job_records_status_and_reraises(tmp_path, small_synthetic):
     with pytest.raises(InputError, match="cell E003, mark H3K9me3"):
         train(job_cfg(tmp_path, small_synthetic, "mark=H3K9me3", "dataset.files.signal='signals/{cell}-{mark}.missing.bigwig'"))
     record = read_metrics(tmp_path)
-    assert record["status"] == "failed" and "H3K9me3" in record["error"] and record["wall_seconds"] is not None
+    assert record.status == "failed" and "H3K9me3" in record.error and record.wall_seconds is not None
 
 
 def test_unknown_cell_for_a_folder_lists_its_cells(tmp_path, small_synthetic):
@@ -94,7 +97,7 @@ def test_bad_override_fails_fast_with_one_line(tmp_path, override, message):
 def test_cross_cell_mode_tests_on_the_other_cells_data(tmp_path, small_synthetic):
     train(job_cfg(tmp_path, small_synthetic, "test_cell=E114", "trainer=debug", "model=linear"))
     record = read_metrics(tmp_path)
-    assert record["status"] == "ok" and record["test_cell"] == "E114"
+    assert record.status == "ok" and record.test_cell == "E114"
     preds = pd.read_csv(tmp_path / "job" / "predictions.csv")
     expr = pd.read_csv(small_synthetic / "expression.tsv", sep="\t").set_index("gene_id")
     test = preds[preds.split == "test"].set_index("gene_id")

@@ -1,8 +1,9 @@
 """The one LightningDataModule: dataset folder + cell + marks + fold → in-memory splits.
 
-Contract: ``EpxDataModule(spec, cell, marks, fold, inputs, target_column, cache_dir, ...)``.
-``prepare_data()`` materialises the folder (synthetic), checks every requested file before
-any long work, and builds the cell's cache once (locked). ``setup()`` loads the gene table,
+Contract: ``EpxDataModule(spec, cell, marks, fold, inputs, target_column, cache_dir, ...)``,
+built from ``conf/data/default.yaml`` (``marks`` may be ``A+B``, a list or ``all``).
+``prepare_data()`` materialises the folder (synthetic), checks the cells and every requested
+file before any long work, and builds the cell's cache once (locked). ``setup()`` loads the gene table,
 assigns chromosome-held-out splits (``spec.folds``), loads the cached tracks of the genes'
 chromosomes into memory and asks the model's ``inputs`` builder for one Dataset per split.
 Batches come from memory (``ArrayDataset.__getitems__``), never from per-item file reads.
@@ -28,6 +29,7 @@ from epx.data.prepare.contract import DatasetSpec
 from epx.data.prepare.folds import assign_splits, fold_record
 from epx.data.prepare.genes import load_genes
 from epx.data.inputs.context import DataContext
+from epx.selection import check_cell, parse_marks
 from epx.data.tracks import SignalTracks
 
 SPLITS = ("train", "val", "test")
@@ -39,7 +41,7 @@ class EpxDataModule(L.LightningDataModule):
         *,
         spec: DatasetSpec,
         cell: str,
-        marks: Sequence[str],
+        marks: str | Sequence[str],
         fold: int,
         inputs: Callable,
         target_column: str,
@@ -51,9 +53,9 @@ class EpxDataModule(L.LightningDataModule):
         test_cell: str | None = None,
     ):
         super().__init__()
-        self.spec, self.cell, self.marks, self.fold = spec, cell, tuple(marks), int(fold)
+        self.spec, self.cell, self.marks, self.fold = spec, str(cell), parse_marks(marks), int(fold)
         self.inputs, self.target_column = inputs, target_column
-        self.test_cell = test_cell if test_cell and test_cell != cell else None
+        self.test_cell = str(test_cell) if test_cell and str(test_cell) != self.cell else None
         self.caches: dict[str, CellCache] = {}
         self.cache_dir, self.bin_bp = Path(cache_dir), bin_bp
         self.batch_size = batch_size
@@ -72,8 +74,22 @@ class EpxDataModule(L.LightningDataModule):
             self.caches[cell] = CellCache(self.spec, cell, self.cache_dir, bin_bp=self.bin_bp)
         return self.caches[cell]
 
+    @property
+    def fingerprint(self) -> str:
+        """The cache fingerprint of the dataset as this job reads it (inputs + binning)."""
+        return self._cache(self.cell).dir.name
+
+    def _check_cells(self) -> None:
+        """Folders without a fixed cell list: a cell must be a column of the expression table."""
+        path = self.spec.path("expression")
+        if path.exists():
+            header = path.open().readline().rstrip("\n").split("\t")
+            for cell in self.cells:
+                check_cell(cell, [c for c in header if c != "gene_id"], f"{path} (its expression columns)")
+
     def prepare_data(self) -> None:
         self.spec.materialize()
+        self._check_cells()
         self.spec.check(self.cells, self.marks)
         for cell in self.cells:
             self._cache(cell).ensure(self.marks)

@@ -1,7 +1,7 @@
 """Poisson count objective of GraphReg / Epi-CNN: counts per 5 kb bin, scored per gene and per bin.
 
 Contract (the ``epx.train.objectives`` interface; ``conf/model/{graphreg,epi_cnn}.yaml`` name it
-under ``objective``): ``PoissonCounts`` is regression on counts (``name = "regression"``,
+under ``objective``): ``PoissonCounts`` is regression on counts (``name = "poisson_counts"``; the job's task stays ``regression``,
 ``out_dim = 1``, ``target_column = "target"``, ``primary = "pearson"``). It reads batches made
 by ``epx.data.inputs.graphreg.windows``: ``out`` (B, N) predicted counts >= 0 for every node of each
 window, ``batch["y"]`` (B, S) targets of the S middle nodes (the middle is centred, so it is
@@ -82,7 +82,7 @@ GENE_METRICS: dict[str, type] = {"pearson": PearsonCorrCoef, "spearman": Spearma
 class PoissonCounts:
     """Poisson NLL on the middle bins; gene-level and GraphReg's per-bin metrics."""
 
-    name = "regression"
+    name = "poisson_counts"
     out_dim = 1
     target_column = "target"
     primary = "pearson"

@@ -5,6 +5,10 @@ Contract: each factory takes the job's identity — ``save_dir``, ``name`` (the 
 dict) — and returns a Lightning logger or ``False``. W&B ``mode: auto`` is online when a login
 (``WANDB_API_KEY`` or a netrc entry) is present and offline otherwise, so a fresh machine
 never blocks on a login prompt; run files go inside the job dir.
+
+Run helpers for the job (no-ops without W&B): ``run_info(logger)`` (id, dir, mode, url, for
+the job record), ``log_record(logger, record)`` (test metrics into the run summary) and
+``finish_run(logger, status)``.
 """
 
 from __future__ import annotations
@@ -59,3 +63,50 @@ def csv_logger(*, save_dir, name, **_):
 
 def no_logger(**_):
     return False
+
+
+# -- what a job tells its logger beyond the metrics Lightning logs --------------------------
+# Only W&B has a run identity and a summary; the CSV logger and no logger have neither, so
+# each helper is a no-op for them.
+
+
+def _wandb_run(logger):
+    from lightning.pytorch.loggers import WandbLogger
+
+    return logger.experiment if isinstance(logger, WandbLogger) else None
+
+
+def run_info(logger) -> dict | None:
+    """The W&B run's id, dir (what ``wandb sync`` takes), mode and url; None without W&B."""
+    run = _wandb_run(logger)
+    if run is None or not hasattr(run, "id"):
+        return None
+    settings = getattr(run, "settings", None)
+    return {
+        "id": run.id,
+        # run.dir is the run's files/ folder; its parent is the offline-run-* folder
+        "dir": str(Path(run.dir).parent) if getattr(run, "dir", None) else None,
+        "mode": getattr(settings, "mode", None),
+        "url": getattr(run, "url", None),
+    }
+
+
+def log_record(logger, record) -> None:
+    """Test metrics, parameter count and genes per split into the W&B run summary."""
+    run = _wandb_run(logger)
+    if run is None or not hasattr(run, "summary"):
+        return
+    for key, value in record.test.items():
+        run.summary[f"test/{key}"] = value
+    run.summary["n_params"] = record.n_params
+    for split, n in record.n_genes.items():
+        run.summary[f"n_genes/{split}"] = n
+
+
+def finish_run(logger, status: str) -> None:
+    """Close the W&B run with the job's status (exit code 1 marks a failed job in the UI)."""
+    run = _wandb_run(logger)
+    if run is None or not hasattr(run, "finish"):
+        return
+    run.summary["status"] = status
+    run.finish(exit_code=0 if status == "ok" else 1)

@@ -1,10 +1,17 @@
 """The one LightningModule for every model and task.
 
-Contract: ``EpxModule(net, objective, optimizer, scheduler=None, monitor="val/loss")`` where
-``net`` is a plain ``nn.Module`` called as ``net(**batch["x"])``, ``objective`` an
-``epx.train.objectives`` object, and ``optimizer``/``scheduler`` partials from config
-(``_partial_: true``) completed here with the parameters / optimizer. Batches are dicts:
-``x`` (the net's keyword inputs), ``y`` (targets), ``gene`` (row index into the gene table).
+Contract: ``EpxModule(net, objective, optimizer=None, scheduler=None, monitor="val/loss",
+provenance=None)`` where ``net`` is a plain ``nn.Module`` called as ``net(**batch["x"])``,
+``objective`` an ``epx.train.objectives`` object, and ``optimizer``/``scheduler`` partials
+from config (``_partial_: true``) completed here with the parameters / optimizer (a module
+built only to predict needs neither). Batches are dicts: ``x`` (the net's keyword inputs),
+``y`` (targets), ``gene`` (row index into the gene table).
+
+``provenance`` is what rebuilds the net and its inputs without the original config (the
+resolved net, inputs and objective configs, marks, cell, fold, dataset fingerprint; see
+``epx.run.provenance``). It is saved as the module's hyper-parameters, so every checkpoint
+carries it (``checkpoint["hyper_parameters"]["provenance"]``) and ``epx predict`` can score
+the checkpoint on another cell, fold or dataset.
 
 Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``; ``predict_step`` returns
 per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``. A net may define
@@ -26,11 +33,14 @@ class EpxModule(L.LightningModule):
         *,
         net: nn.Module,
         objective,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/loss",
+        provenance: dict | None = None,
     ):
         super().__init__()
+        # logger=False: the run logs the whole resolved config itself
+        self.save_hyperparameters({"provenance": provenance, "monitor": monitor}, logger=False)
         self.net = net
         self.objective = objective
         self.optimizer_factory = optimizer
@@ -74,6 +84,8 @@ class EpxModule(L.LightningModule):
         return {"gene": gene.cpu(), "prediction": pred.detach().float().cpu(), "target": target.float().cpu()}
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise RuntimeError("this EpxModule was built for prediction only (no optimizer); it cannot be trained")
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
