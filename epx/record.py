@@ -8,8 +8,8 @@ without ``schema_version`` is version 1 (before this module), whose fields are t
 minus ``primary_metric``/``kind``/``source_job``; ``primary_metric`` is then taken from the
 task (``pearson`` for regression, ``auroc`` for classification), as version 1 tools did.
 Keys this version does not know are kept in ``extra`` and written back unchanged, so a newer
-record read by an older epx loses nothing. A file that is not a JSON object raises
-``RecordError`` naming the file.
+record read by an older epx loses nothing. A file that is not a JSON object (or whose
+``schema_version`` is not a number) raises ``RecordError`` naming the file.
 
 Fields: identity (``cell, mark, marks, fold, model, task, seed, test_cell, dataset``), what
 the job is (``kind``: ``train`` or ``predict``; ``source_job``: the trained job a prediction
@@ -109,4 +109,7 @@ class JobRecord:
             raise RecordError(f"{target}: unreadable job record ({type(err).__name__}: {err})") from err
         if not isinstance(data, dict):
             raise RecordError(f"{target}: expected a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:  # e.g. a schema_version that is not a number
+            raise RecordError(f"{target}: unreadable job record ({type(err).__name__}: {err})") from err

@@ -1,14 +1,18 @@
-"""A 2×2×1 grid as a real Hydra multirun subprocess: summary table, figure, offline W&B runs."""
+"""A 2×2×1 grid as a real Hydra multirun subprocess: grid.json, summary table, figure, offline W&B runs."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO
 from wandb_records import read_run
+
+from epx.analysis.grid import grid_from_multirun
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,19 @@ def test_summary_has_one_ok_row_per_job(sweep):
     assert table.n_params.gt(0).all() and table.test_pearson.notna().all()
     png = (sweep / "summary.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert set(table.primary_metric) == {"pearson"}
+
+
+def test_grid_json_lists_the_jobs_hydra_launched(sweep):
+    """The callback's expansion (public override parser) equals what Hydra actually ran,
+    job by job, and so does re-expanding multirun.yaml (sweeps made before grid.json)."""
+    jobs = json.loads((sweep / "grid.json").read_text())["jobs"]
+    launched = [yaml.safe_load((sweep / str(num) / ".hydra" / "overrides.yaml").read_text()) for num in range(len(jobs))]
+    assert len(jobs) == 4 and jobs == launched
+    assert jobs[1][:3] == ["cell=E003", "mark=H3K4me3+H3K27ac", "fold=0"]
+    assert grid_from_multirun(sweep) == launched
+    table = pd.read_csv(sweep / "summary.csv", dtype=str)
+    assert list(table.overrides) == [" ".join(job) for job in jobs]
 
 
 def test_offline_wandb_run_reads_back(sweep):

@@ -1,9 +1,10 @@
-"""Grid summary (epx.analysis.summary / .callback) on hand-built Hydra sweep dirs."""
+"""Grid summary (epx.analysis.summary / .collect / .plot / .grid / .callback) on hand-built Hydra sweep dirs."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,15 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from epx.analysis.summary import (
-    canonical_mark,
-    collect_rows,
-    expected_grid,
-    heatmap_panels,
-    main,
-    summarize,
-    summarize_quietly,
-)
+from epx.analysis.collect import canonical_mark, collect_rows
+from epx.analysis.grid import expand_overrides, expected_grid, grid_from_multirun, write_grid
+from epx.analysis.plot import heatmap_panels
+from epx.analysis.summary import main, summarize, summarize_quietly
+from epx.record import SCHEMA_VERSION, JobRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -138,7 +135,7 @@ def test_csv_has_one_row_per_job_with_exact_values(mixed_sweep: Path) -> None:
     rows = read_csv(csv_path)
     assert list(rows[0]) == [
         "job", "cell", "mark", "fold", "model", "task", "seed", "test_cell", "status",
-        "n_params", "n_train", "n_val", "n_test", "test_pearson", "test_spearman", "test_mse",
+        "n_params", "n_train", "n_val", "n_test", "primary_metric", "test_pearson", "test_spearman", "test_mse",
         "wall_seconds", "wandb_id", "error", "overrides",
     ]  # fmt: skip
     assert [(r["job"], r["cell"], r["mark"], r["fold"], r["status"]) for r in rows] == [
@@ -151,7 +148,7 @@ def test_csv_has_one_row_per_job_with_exact_values(mixed_sweep: Path) -> None:
     assert ok == {
         "job": "0", "cell": "E003", "mark": "H3K4me3", "fold": "0", "model": "promoter_cnn",
         "task": "regression", "seed": "0", "test_cell": "", "status": "ok", "n_params": "12345",
-        "n_train": "900", "n_val": "100", "n_test": "300", "test_pearson": "0.71",
+        "n_train": "900", "n_val": "100", "n_test": "300", "primary_metric": "pearson", "test_pearson": "0.71",
         "test_spearman": "0.66", "test_mse": "1.3", "wall_seconds": "12.3", "wandb_id": "abc",
         "error": "", "overrides": "cell=E003 mark=H3K4me3 fold=0",
     }  # fmt: skip
@@ -304,3 +301,182 @@ def test_callback_summarizes_a_real_multirun_with_a_failed_job(tmp_path: Path) -
     rows = read_csv(sweep / "summary.csv")
     assert [(row["job"], row["status"]) for row in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok")]
     assert (sweep / "summary.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# ---------------------------------------------------------------- job records of every schema version
+
+
+def test_old_job_dir_without_schema_version_summarizes(tmp_path: Path) -> None:
+    """A sweep from before the typed record: metrics.json without schema_version or
+    primary_metric, no grid.json; the primary metric comes from the task."""
+    write_sweep(tmp_path, ["fold=0,1"], task="classification")
+    old = {
+        "cell": "E003", "mark": "H3K4me3", "marks": ["H3K4me3"], "fold": 0, "model": "promoter_cnn",
+        "task": "classification", "seed": 0, "test_cell": None, "n_params": 7,
+        "n_genes": {"train": 10, "val": 2, "test": 3}, "test": {"auroc": 0.9, "auprc": 0.4},
+        "status": "ok", "error": None, "wall_seconds": 1.5, "wandb": None, "overrides": ["fold=0"],
+    }  # fmt: skip
+    write_job(tmp_path, 0, ["fold=0"], old)
+    write_job(tmp_path, 1, ["fold=1"], {**old, "fold": 1, "status": "failed", "test": {}, "error": "boom"})
+    assert not (tmp_path / "grid.json").exists()
+    rows = read_csv(summarize(tmp_path)[0])
+    assert [(r["job"], r["status"], r["primary_metric"], r["test_auroc"], r["n_test"]) for r in rows] == [
+        ("0", "ok", "auroc", "0.9", "3"),
+        ("1", "failed", "auroc", "", "3"),
+    ]
+    (panel,) = heatmap_panels(collect_rows(tmp_path))
+    assert panel.metric == "auroc"
+    np.testing.assert_allclose(panel.values, [[0.9]])
+
+
+def test_record_primary_metric_drives_the_heatmap(tmp_path: Path) -> None:
+    """Schema-2 records whose objective's headline is spearman: the regression panel shows
+    spearman, and a job without a record yet joins that panel rather than a pearson one."""
+    write_sweep(tmp_path, ["fold=0,1,2"])
+    jobs = expected_grid(tmp_path)
+    for num, spearman in ((0, 0.2), (1, 0.4)):
+        overrides = jobs[num]
+        record = JobRecord(
+            cell="E003", mark="H3K4me3", marks=["H3K4me3"], fold=num, model="promoter_cnn", task="regression",
+            seed=0, primary_metric="spearman", test={"pearson": 0.9, "spearman": spearman}, status="ok",
+            overrides=overrides,
+        )  # fmt: skip
+        write_job(tmp_path, num, overrides, record.to_dict())
+    assert JobRecord.read(tmp_path / "0").schema_version == SCHEMA_VERSION == 2
+    rows = collect_rows(tmp_path)
+    (panel,) = heatmap_panels(rows)
+    assert (panel.model, panel.task, panel.metric) == ("promoter_cnn", "regression", "spearman")
+    np.testing.assert_allclose(panel.values, [[0.3]])
+    assert (panel.folds_used.tolist(), panel.folds_in_grid.tolist()) == ([[2]], [[3]])
+    csv_rows = read_csv(summarize(tmp_path)[0])
+    assert [(r["status"], r["primary_metric"]) for r in csv_rows] == [("ok", "spearman"), ("ok", "spearman"), ("missing", "")]
+
+
+def test_unreadable_schema_version_is_an_unreadable_row(tmp_path: Path) -> None:
+    write_job(tmp_path, 0, ["fold=0"], {**metrics_for(["fold=0"]), "schema_version": "two"})
+    (row,) = read_csv(summarize(tmp_path)[0])
+    assert row["status"] == "unreadable" and "metrics.json" in row["error"]
+
+
+def test_unknown_marks_are_kept_as_given() -> None:
+    assert canonical_mark(["myMark", "H3K4me3"]) == "myMark+H3K4me3"
+    assert canonical_mark("H3K4me3+myMark") == "H3K4me3+myMark"
+    assert canonical_mark(None) is None
+
+
+# ---------------------------------------------------------------- the expected grid (grid.json)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        GRID,
+        [],
+        ["fold=0"],
+        ["a=1,2", "+b=range(3)", "c=choice(x,y)", "d=[1,2]", "e='q,r'", "a=5,6"],
+        ["model=promoter_cnn,linear", "mark=all,H3K27ac+H3K4me3", "~seed", "++f=3", "g=range(0,4,2)"],
+    ],
+)
+def test_expand_overrides_matches_hydras_basic_sweeper(arguments: list[str]) -> None:
+    """The public-parser expansion equals BasicSweeper's own (imported here only as the oracle)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (hydras,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), max_batch_size=None)
+    assert expand_overrides(arguments) == [list(job) for job in hydras]
+
+
+def test_grid_json_is_preferred_to_multirun_yaml(tmp_path: Path) -> None:
+    write_sweep(tmp_path, GRID)
+    write_grid(tmp_path, JOBS[::-1][:3])  # what the callback recorded wins over a re-expansion
+    assert json.loads((tmp_path / "grid.json").read_text())["schema_version"] == 1
+    assert expected_grid(tmp_path) == JOBS[::-1][:3]
+    rows = collect_rows(tmp_path)
+    assert [(row["job"], row["cell"], row["mark"], row["status"]) for row in rows] == [
+        ("0", "E114", "H3K27ac", "missing"),
+        ("1", "E114", "H3K4me3", "missing"),
+        ("2", "E003", "H3K27ac", "missing"),
+    ]
+    (tmp_path / "grid.json").write_text('{"jobs": [["cell=E0')  # truncated: fall back to multirun.yaml
+    assert expected_grid(tmp_path) == JOBS
+
+
+def test_summary_imports_no_private_hydra_module(tmp_path: Path) -> None:
+    """``import epx.analysis.summary`` loads no hydra._internal module (``import hydra`` itself
+    would), and neither does summarizing a sweep with grid.json whose jobs all have records."""
+    write_grid(tmp_path, [["fold=0"]])
+    write_job(tmp_path, 0, ["fold=0"], metrics_for(["fold=0"]))
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import epx.analysis.summary as summary
+        private = lambda: sorted(name for name in sys.modules if name.startswith("hydra._internal"))
+        assert private() == [], private()
+        summary.summarize({str(tmp_path)!r})
+        assert private() == [], private()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    sources = [Path(__file__).parents[1] / "epx" / "analysis" / f"{name}.py" for name in ("summary", "collect", "plot", "grid")]
+    for source in sources:
+        assert not re.search(r"^\s*(from|import)\s+hydra\._internal", source.read_text(), re.MULTILINE), source
+
+
+def test_callback_writes_grid_json_before_the_first_job(tmp_path: Path) -> None:
+    """A real multirun with hydra.sweeper.params, a key in both params and the command line,
+    range() and a '+' override: grid.json exists when job 0 runs and lists exactly the
+    overrides Hydra gave each job (.hydra/overrides.yaml), as does re-expanding multirun.yaml."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text(
+        textwrap.dedent(
+            """
+            a: 0
+            b: x
+            hydra:
+              sweeper:
+                params:
+                  a: 1,2
+                  +d: 5
+              callbacks:
+                summary:
+                  _target_: epx.analysis.callback.SummaryCallback
+            """
+        )
+    )
+    app = tmp_path / "app.py"
+    app.write_text(
+        textwrap.dedent(
+            """
+            import json, pathlib, hydra
+            from hydra.core.hydra_config import HydraConfig
+
+            @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+            def main(cfg):
+                hydra_cfg = HydraConfig.get()
+                out = pathlib.Path(hydra_cfg.runtime.output_dir)
+                seen = (pathlib.Path(hydra_cfg.sweep.dir) / "grid.json").is_file()
+                record = {"schema_version": 2, "cell": "E003", "mark": "H3K4me3", "fold": cfg.c,
+                          "model": "toy", "task": "regression", "primary_metric": "pearson",
+                          "status": "ok", "test": {"pearson": 0.5}, "grid_seen": seen}
+                (out / "metrics.json").write_text(json.dumps(record))
+
+            main()
+            """
+        )
+    )
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, str(app), "-m", "b=x,y", "+c=range(2)", "a=3,4", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads((sweep / "grid.json").read_text())["jobs"]
+    assert len(jobs) == 8 and jobs[0] == ["a=3", "+d=5", "b=x", "+c=0"]
+    launched = [yaml.safe_load((sweep / str(num) / ".hydra" / "overrides.yaml").read_text()) for num in range(len(jobs))]
+    assert jobs == launched
+    assert grid_from_multirun(sweep) == launched
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["grid_seen"] is True
+    rows = read_csv(sweep / "summary.csv")
+    assert [row["overrides"] for row in rows] == [" ".join(job) for job in jobs]
+    assert {(row["status"], row["primary_metric"]) for row in rows} == {("ok", "pearson")}

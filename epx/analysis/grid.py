@@ -1,0 +1,132 @@
+"""The expected grid of a multirun: every job Hydra's basic sweeper launches, in job-number order.
+
+Contract
+--------
+- ``expand_overrides(arguments) -> list[list[str]]``: the override list of each job that
+  Hydra's basic sweeper makes from ``arguments`` (``hydra.sweeper.params`` as ``key=value``
+  first, then ``hydra.overrides.task``), index = ``hydra.job.num``. Same rule as the
+  sweeper: every override is parsed with Hydra's public override parser; a sweep
+  (``a,b``, ``choice(..)``, ``range(..)``) contributes one ``key=value`` per element, any
+  other override one ``key=value``; a later override of the same key replaces the earlier
+  one in the earlier one's place; jobs are the cartesian product in that key order (the
+  first key varies slowest). Interval sweeps raise ``ValueError`` (the basic sweeper
+  refuses them too).
+- ``sweep_arguments(hydra_node) -> list[str] | None``: those arguments from a plain ``hydra``
+  config node; None when the sweeper is not the basic one (others pick jobs at run time).
+- ``write_grid(sweep_dir, jobs)`` writes ``<SWEEP>/grid.json`` atomically:
+  ``{"schema_version": 1, "jobs": [[override, ...], ...]}``. ``SummaryCallback`` writes it
+  in ``on_multirun_start``, i.e. before the first job runs.
+- ``expected_grid(sweep_dir) -> list[list[str]]``: ``grid.json`` when readable, else the
+  expansion of ``<SWEEP>/multirun.yaml`` (sweeps made before grid.json existed), else ``[]``.
+  Never raises for a broken or foreign sweep dir: it logs and returns ``[]``.
+
+Hydra is imported inside the functions that parse overrides: ``import hydra`` itself loads
+``hydra._internal`` (its ``__init__`` imports ``hydra.main``), and reading a ``grid.json``
+needs no parser, so importing this module or the summary loads no Hydra at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from epx.io.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+GRID_NAME = "grid.json"
+GRID_SCHEMA_VERSION = 1
+# Compared as a string from the saved config, never imported.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def expand_overrides(arguments: Sequence[str]) -> list[list[str]]:
+    """Jobs (override lists) of a basic-sweeper multirun over ``arguments``; see the module doc."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(argument) for argument in arguments])
+    # dict keeps the first insertion's position when a later override of a key replaces it.
+    choices: dict[str, list[str]] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(f"{override.input_line}: Hydra's basic sweeper runs only discrete sweeps (a,b / choice / range)")
+    return [list(job) for job in itertools.product(*choices.values())]
+
+
+def sweep_arguments(hydra_node: Any) -> list[str] | None:
+    """``hydra.sweeper.params`` (as ``key=value``) then ``hydra.overrides.task``, from a plain
+    ``hydra`` node; None when the sweeper is not Hydra's basic one."""
+    hydra_node = hydra_node if isinstance(hydra_node, dict) else {}
+    sweeper = hydra_node.get("sweeper") or {}
+    if sweeper.get("_target_", BASIC_SWEEPER) != BASIC_SWEEPER:
+        return None
+    arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    arguments += [str(item) for item in (hydra_node.get("overrides") or {}).get("task") or []]
+    return arguments
+
+
+def write_grid(sweep_dir: str | os.PathLike, jobs: Sequence[Sequence[str]]) -> Path:
+    """``<SWEEP>/grid.json`` with ``jobs`` (index = job num), written atomically."""
+    data = {"schema_version": GRID_SCHEMA_VERSION, "jobs": [[str(item) for item in job] for job in jobs]}
+    return write_json(Path(sweep_dir) / GRID_NAME, data)
+
+
+def read_grid(sweep_dir: str | os.PathLike) -> list[list[str]] | None:
+    """The jobs in ``<SWEEP>/grid.json``; None when it is absent or unusable (logged)."""
+    path = Path(sweep_dir) / GRID_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        jobs = data["jobs"]
+        if not isinstance(jobs, list) or not all(isinstance(job, list) for job in jobs):
+            raise ValueError("'jobs' is not a list of override lists")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        log.warning("summary: ignoring unreadable %s (%s: %s)", path, type(exc).__name__, exc)
+        return None
+    return [[str(item) for item in job] for job in jobs]
+
+
+def _read_multirun(sweep_dir: Path) -> Any:
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # a half-written YAML must not stop the summary
+        log.warning("summary: ignoring unreadable %s (%s)", path, exc)
+        return None
+
+
+def grid_from_multirun(sweep_dir: str | os.PathLike) -> list[list[str]]:
+    """The jobs ``<SWEEP>/multirun.yaml`` describes; ``[]`` when it is absent, unreadable,
+    or from another sweeper."""
+    multirun = _read_multirun(Path(sweep_dir))
+    if not isinstance(multirun, dict):
+        return []
+    arguments = sweep_arguments(multirun.get("hydra"))
+    if arguments is None:
+        return []
+    try:
+        return expand_overrides(arguments)
+    except Exception as exc:  # the parser raises its own error types for bad grammar
+        log.warning("summary: cannot expand the sweep in %s/multirun.yaml (%s)", sweep_dir, exc)
+        return []
+
+
+def expected_grid(sweep_dir: str | os.PathLike) -> list[list[str]]:
+    """The sweep's jobs, index = job num: grid.json, else multirun.yaml, else ``[]``."""
+    jobs = read_grid(sweep_dir)
+    return jobs if jobs is not None else grid_from_multirun(sweep_dir)
