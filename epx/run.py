@@ -157,7 +157,9 @@ def train(cfg: DictConfig) -> JobRecord:
         write_json(job.dir / "folds.json", dm.fold_record())
 
         net = instantiate(cfg.model.net)
-        module = instantiate(cfg.model.module, net=net, objective=objective, provenance=provenance(cfg, dm))
+        make_module = instantiate(cfg.model.module, _partial_=True)
+        # passed at call time: instantiate() would turn the provenance's _target_ nodes into objects
+        module = make_module(net=net, objective=objective, provenance=provenance(cfg, dm))
         job.record.n_params = module.n_params
 
         job.logger = make_logger(cfg, job, who)

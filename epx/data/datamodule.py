@@ -79,7 +79,7 @@ class EpxDataModule(L.LightningDataModule):
         """The cache fingerprint of the dataset as this job reads it (inputs + binning)."""
         return self._cache(self.cell).dir.name
 
-    def _check_cells(self) -> None:
+    def check_cells(self) -> None:
         """Folders without a fixed cell list: a cell must be a column of the expression table."""
         path = self.spec.path("expression")
         if path.exists():
@@ -89,7 +89,7 @@ class EpxDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         self.spec.materialize()
-        self._check_cells()
+        self.check_cells()
         self.spec.check(self.cells, self.marks)
         for cell in self.cells:
             self._cache(cell).ensure(self.marks)
