@@ -28,6 +28,7 @@ from epx.data.inputs.chromoformer import ChromoformerInputs  # noqa: E402
 from epx.data.inputs.context import DataContext  # noqa: E402
 from epx.data.prepare.interactions import ContactFilter  # noqa: E402
 from epx.data.tracks import SignalTracks  # noqa: E402
+from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS  # noqa: E402
 from epx.models.chromoformer import Chromoformer  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def make_dataset(n_genes: int = 2048, seed: int = 0):
         for _ in range(8):
             s = int(tss[g] + rng.integers(20_000, 200_000) * rng.choice([-1, 1]))
             rows.append([chrom[g], tss[g], tss[g] + 1, chrom[g], s, s + int(rng.integers(2_000, 8_000)), f"g{g}", float(rng.uniform(1.5, 10))])
-    links = pd.DataFrame(rows, columns=["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"])
+    links = pd.DataFrame(rows, columns=BEDPE_COLUMNS)
     ctx = DataContext(tracks, genes, ContactFilter(threshold=None).apply(links), "X", MARKS, "target")
     return ChromoformerInputs()(ctx, np.arange(n_genes))
 

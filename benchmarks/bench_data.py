@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyBigWig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,31 +29,31 @@ from epx.constants import MARKS  # noqa: E402
 from epx.data.prepare.cache import CellCache  # noqa: E402
 from epx.data.prepare.contract import DatasetSpec  # noqa: E402
 from epx.data.tracks import SignalTracks  # noqa: E402
+from epx.io.bigwig import open_bigwig  # noqa: E402
+from epx.io.chrom_sizes import write_chrom_sizes  # noqa: E402
+from epx.io.expression import write_expression  # noqa: E402
+from epx.io.tss import write_tss  # noqa: E402
 
 
 def dense_bigwig(path: Path, sizes: dict[str, int], seed: int = 0) -> None:
     """Fold-change-like dense track as MACS2/bedGraphToBigWig writes it: variable-length
     intervals (10-200 bp) covering every base."""
     rng = np.random.default_rng(seed)
-    bw = pyBigWig.open(str(path), "w")
-    bw.addHeader(list(sizes.items()))
-    for chrom, n in sizes.items():
-        ends = np.cumsum(rng.integers(10, 200, size=n // 50))
-        ends = np.append(ends[ends < n], n)
-        starts = np.concatenate([[0], ends[:-1]])
-        values = rng.gamma(0.5, 2.0, size=starts.size)
-        bw.addEntries([chrom] * starts.size, starts.tolist(), ends=ends.tolist(), values=values.tolist())
-    bw.close()
+    with open_bigwig(path, sizes) as out:
+        for chrom, n in sizes.items():
+            ends = np.cumsum(rng.integers(10, 200, size=n // 50))
+            ends = np.append(ends[ends < n], n)
+            starts = np.concatenate([[0], ends[:-1]])
+            out.add(chrom, starts, ends, rng.gamma(0.5, 2.0, size=starts.size))
 
 
 def bench_build(mb: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"
-        (root / "signals").mkdir(parents=True)
         sizes = {"chr1": mb * 1_000_000 // 2, "chr2": mb * 1_000_000 // 2}
-        (root / "chrom.sizes").write_text("".join(f"{c}\t{n}\n" for c, n in sizes.items()))
-        (root / "tss.bed").write_text("chr1\t100\t101\tg\t0\t+\n")
-        (root / "expression.tsv").write_text("gene_id\tX\ng\t1\n")
+        write_chrom_sizes(sizes, root / "chrom.sizes")
+        write_tss(pd.DataFrame({"gene_id": ["g"], "chrom": ["chr1"], "tss": [100], "strand": ["+"]}), root / "tss.bed")
+        write_expression(pd.DataFrame({"gene_id": ["g"], "X": [1]}), root / "expression.tsv")
         src = root / "signals" / "X-H3K4me3.bigwig"
         dense_bigwig(src, sizes)
 

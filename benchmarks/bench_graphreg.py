@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from epx.constants import MARKS  # noqa: E402
 from epx.data.inputs.graphreg.windows import GraphRegInputs  # noqa: E402
 from epx.data.inputs.context import DataContext  # noqa: E402
+from epx.data.prepare.genes import regression_target  # noqa: E402
 from epx.data.prepare.interactions import ContactFilter  # noqa: E402
 from epx.io.bedpe import read_interactions  # noqa: E402
 from epx.data.tracks import SignalTracks  # noqa: E402
@@ -58,7 +59,7 @@ def windows(seed: int = 0):
     tracks = SignalTracks({"chr1": rng.gamma(0.5, 2.0, size=(n_bins, len(MARKS))).astype(np.float32)}, MARKS)
     tss = np.sort(rng.integers(0, CHROM_BP, 400))
     rpkm = rng.gamma(0.5, 20.0, 400)
-    genes = pd.DataFrame({"gene_id": [f"g{i}" for i in range(400)], "chrom": "chr1", "tss": tss, "strand": "+", "rpkm": rpkm, "target": np.log2(rpkm + 1)})
+    genes = pd.DataFrame({"gene_id": [f"g{i}" for i in range(400)], "chrom": "chr1", "tss": tss, "strand": "+", "rpkm": rpkm, "target": regression_target(rpkm)})
     a = rng.integers(0, CHROM_BP, 3000)
     b = np.clip(a + rng.integers(-2_000_000, 2_000_000, 3000), 0, CHROM_BP - 1)
     bedpe = read_interactions(pd.DataFrame({"chrom1": "chr1", "start1": a, "end1": a + 1, "chrom2": "chr1", "start2": b, "end2": b + 1, "name": ".", "score": 2.0}))

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from epx.io.atomic import atomic_path
+from epx.io.chrom_sizes import write_chrom_sizes
+
 # hg19 chr1..22, X, Y lengths (UCSC hg19.chrom.sizes).
 HG19 = {
     "chr1": 249250621, "chr2": 243199373, "chr3": 198022430, "chr4": 191154276,
@@ -44,8 +47,7 @@ def generate(path: Path, n_reads: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     lengths = np.array(list(HG19.values()), dtype=np.float64)
     per_chrom = rng.multinomial(n_reads, lengths / lengths.sum())
-    tmp = path.with_name(path.name + ".part")
-    with gzip.open(tmp, "wb", compresslevel=6) as fh:
+    with atomic_path(path) as tmp, gzip.open(tmp, "wb", compresslevel=6) as fh:
         for (chrom, length), n in zip(HG19.items(), per_chrom):
             n_peak = n // 4
             centres = rng.integers(0, length - 2000, size=max(1, n // 400))
@@ -61,7 +63,6 @@ def generate(path: Path, n_reads: int, seed: int) -> None:
             )
             lines = np.char.add(np.char.add(lines, "\tN\t1000\t"), strands)
             fh.write(("\n".join(lines.tolist()) + "\n").encode())
-    tmp.rename(path)
 
 
 def convert_in_child(tagalign: Path, out: Path, sizes: Path, extend: int | None) -> dict:
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     sizes = args.workdir / "hg19.chrom.sizes"
-    sizes.write_text("".join(f"{c}\t{n}\n" for c, n in HG19.items()))
+    write_chrom_sizes(HG19, sizes)
     tagalign = args.workdir / f"reads{args.reads}_seed{args.seed}.tagAlign.gz"
     if not tagalign.exists():
         t = time.perf_counter()

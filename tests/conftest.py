@@ -1,8 +1,10 @@
 """Shared fixtures: tiny contract folders written in tmp dirs, and the real E003 slice.
 
 ``write_folder(root, signals, tss, expression, chrom_sizes, interactions=None)`` writes a
-contract folder from in-memory arrays (bigWigs through pyBigWig), so each test states its
-data exactly. ``small_synthetic`` is a session-wide small synthetic dataset for training tests.
+contract folder from in-memory arrays with the ``epx.io`` writers (the same code the
+converters and the synthetic generator use), so each test states its data exactly.
+``write_bigwig`` is ``epx.io.bigwig.write_bigwig``, re-exported for the tests that import it
+from here. ``small_synthetic`` is a session-wide small synthetic dataset for training tests.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyBigWig
 import pytest
+
+from epx.io.bedpe import write_interactions
+from epx.io.bigwig import write_bigwig
+from epx.io.chrom_sizes import write_chrom_sizes
+from epx.io.expression import write_expression
+from epx.io.tss import write_tss
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -22,37 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 E003_DEMO = REPO.parent / "shared" / "data" / "roadmap_e003_demo"
 
 
-def write_bigwig(path: Path, chrom_sizes: dict[str, int], values: dict[str, np.ndarray]) -> Path:
-    """Per-bp arrays → bigWig with one entry per run of equal non-zero values."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bw = pyBigWig.open(str(path), "w")
-    bw.addHeader(list(chrom_sizes.items()))
-    for chrom in chrom_sizes:
-        v = np.asarray(values.get(chrom, np.zeros(0)), dtype=np.float64)
-        if not v.size:
-            continue
-        change = np.flatnonzero(np.diff(v)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [v.size]])
-        keep = v[starts] != 0
-        if keep.any():
-            bw.addEntries([chrom] * int(keep.sum()), starts[keep].tolist(), ends=ends[keep].tolist(), values=v[starts][keep].tolist())
-    bw.close()
-    return path
-
-
 def write_folder(root: Path, *, signals, tss: pd.DataFrame, expression: pd.DataFrame, chrom_sizes: dict[str, int], interactions: dict | None = None) -> Path:
     """signals: {(cell, mark): {chrom: per-bp array}}; tss: gene_id, chrom, tss, strand."""
     root.mkdir(parents=True, exist_ok=True)
     for (cell, mark), values in signals.items():
         write_bigwig(root / "signals" / f"{cell}-{mark}.bigwig", chrom_sizes, values)
-    bed = pd.DataFrame({0: tss.chrom, 1: tss.tss, 2: tss.tss + 1, 3: tss.gene_id, 4: 0, 5: tss.strand})
-    bed.to_csv(root / "tss.bed", sep="\t", header=False, index=False)
-    expression.to_csv(root / "expression.tsv", sep="\t", index=False)
-    (root / "chrom.sizes").write_text("".join(f"{c}\t{n}\n" for c, n in chrom_sizes.items()))
+    write_tss(tss, root / "tss.bed")
+    write_expression(expression, root / "expression.tsv")
+    write_chrom_sizes(chrom_sizes, root / "chrom.sizes")
     for cell, frame in (interactions or {}).items():
-        (root / "interactions").mkdir(exist_ok=True)
-        frame.to_csv(root / "interactions" / f"{cell}.bedpe", sep="\t", header=False, index=False)
+        write_interactions(frame, root / "interactions" / f"{cell}.bedpe")
     return root
 
 

@@ -13,6 +13,7 @@ from epx.data.prepare import cache as cache_mod
 from epx.io.bigwig import read_binned
 from epx.data.prepare.cache import CellCache
 from epx.data.prepare.contract import DatasetSpec
+from epx.io.atomic import TMP_MARK, temp_name
 
 
 def _cache(folder, tmp_path, **kw):
@@ -79,6 +80,7 @@ def test_killed_build_leaves_nothing_trusted(tiny_folder, tmp_path, monkeypatch)
         c.ensure(["H3K4me3"])
     assert not c.path.exists()
     assert list(c.dir.glob("*.tmp-*")) == []
+    assert list(c.dir.glob(f"*{TMP_MARK}*")) == []
     monkeypatch.undo()
     assert set(_cache(tiny_folder, tmp_path).valid_marks()) == set()
     _cache(tiny_folder, tmp_path).ensure(["H3K4me3"])
@@ -88,9 +90,12 @@ def test_killed_build_leaves_nothing_trusted(tiny_folder, tmp_path, monkeypatch)
 def test_stale_temp_from_dead_process_is_ignored(tiny_folder, tmp_path):
     c = _cache(tiny_folder, tmp_path)
     c.dir.mkdir(parents=True)
-    (c.dir / "E003.h5.tmp-99999-deadbeef").write_bytes(b"half")
+    (c.dir / "E003.h5.tmp-99999-deadbeef").write_bytes(b"half")  # an earlier epx's temp name
+    stale = temp_name(c.path)  # epx.io.atomic's temp name, left by a killed build
+    stale.write_bytes(b"half")
     c.ensure(["H3K4me3"])
     assert not (c.dir / "E003.h5.tmp-99999-deadbeef").exists()
+    assert not stale.exists()
 
 
 def _build_in_child(folder, cache_dir, log_path):

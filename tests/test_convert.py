@@ -19,7 +19,8 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from epx.convert import read_chrom_sizes, strip_version
+from epx.io.chrom_sizes import read_chrom_sizes
+from epx.io.gene_ids import normalise_gene_ids
 from epx.convert.expression import read_rpkm, rpkm_to_expression
 from epx.convert.gtf import gtf_to_tss
 from epx.convert.interactions import PRESETS, convert_interactions, resolve_format
@@ -85,7 +86,7 @@ def n_runs(depth: np.ndarray) -> int:
 
 def test_strip_version_and_chrom_sizes(tmp_path):
     ids = ["ENSG00000116213.11", "ENSG00000182378.14_PAR_Y", "ENSG00000000003"]
-    assert strip_version(ids).tolist() == ["ENSG00000116213", "ENSG00000182378_PAR_Y", "ENSG00000000003"]
+    assert normalise_gene_ids(ids).tolist() == ["ENSG00000116213", "ENSG00000182378_PAR_Y", "ENSG00000000003"]
     sizes = tmp_path / "chrom.sizes"
     sizes.write_text("chr2\t700\nchr1\t2000\n")
     assert list(read_chrom_sizes(sizes).items()) == [("chr2", 700), ("chr1", 2000)]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from epx.constants import MARKS
 from epx.roadmap import download as dl
 from epx.roadmap.cli import add_subcommands
 
@@ -139,12 +140,15 @@ def test_base_url_override_all_or_one():
         dl.resolve_sources(manifest, ["nope=http://m"])
 
 
-def test_unknown_cells_or_marks_list_valid_values():
+def test_unknown_cells_or_marks_list_valid_values(tmp_path):
     with pytest.raises(ValueError, match=r"unknown cells E999.*E003, E004"):
         dl.parse_choices("E003,E999", dl.ROADMAP_CELLS, "cells")
     with pytest.raises(ValueError, match=r"unknown marks H3K4me2.*H3K4me1, H3K4me3"):
-        dl.parse_choices("H3K4me2", dl.MARKS, "marks")
-    assert dl.parse_choices("all", dl.MARKS, "marks") == dl.MARKS
+        dl.parse_choices("H3K4me2", MARKS, "marks")
+    assert dl.parse_choices("all", MARKS, "marks") == MARKS
+    # download_roadmap parses marks with the one mark parser, before any request
+    with pytest.raises(ValueError, match=r"unknown mark H3K4me2; valid marks: H3K4me1, H3K4me3"):
+        dl.download_roadmap("E003", "H3K4me3,H3K4me2", tmp_path, base_urls=["http://127.0.0.1:9"], progress=False)
 
 
 def test_grid_download_lays_out_contract_and_second_call_makes_no_request(server, tmp_path):

@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_bigwig, write_folder
+from conftest import write_bigwig
 from epx.io.bigwig import bin_mean, read_binned
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.data.prepare.contract import DatasetSpec
 from epx.errors import InputError
-from epx.io.expression import classification_label, read_expression, regression_target
-from epx.data.prepare.genes import load_genes
+from epx.io.expression import read_expression
+from epx.data.prepare.genes import classification_label, load_genes, regression_target
 from epx.io.bedpe import read_interactions
 from epx.io.tss import read_tss
 

@@ -7,7 +7,8 @@ Contract:
   (EIDs), one header line. Trailing tabs at line ends (a common quirk of such matrices)
   are tolerated: columns beyond the header are ignored.
 - Output: the same matrix with the first column renamed ``gene_id`` and its ids stripped
-  of versions (``ENSG00000116213.11`` → ``ENSG00000116213``) so they join ``tss.bed``.
+  of versions (``ENSG00000116213.11`` → ``ENSG00000116213``, ``epx.io.gene_ids``) so they
+  join ``tss.bed``; written by ``epx.io.expression.write_expression``.
 - Two rows whose ids are equal once stripped raise one ``ValueError`` naming the file and
   the ids: which value is the gene's is not ours to guess.
 - Non-numeric expression values raise one ``ValueError`` naming the file and column.
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from epx.convert import atomic_target, strip_version
+from epx.io.expression import write_expression
+from epx.io.gene_ids import normalise_gene_ids
 
 
 def read_rpkm(path: str | os.PathLike) -> pd.DataFrame:
@@ -38,7 +40,7 @@ def read_rpkm(path: str | os.PathLike) -> pd.DataFrame:
             f"{path} has {table.shape[1]} column(s); expected tab-separated gene ids "
             "followed by one RPKM column per cell"
         )
-    ids = strip_version(table.iloc[:, 0])
+    ids = normalise_gene_ids(table.iloc[:, 0])
     table = table.iloc[:, 1:]
     for column in table.columns:
         try:
@@ -58,7 +60,5 @@ def read_rpkm(path: str | os.PathLike) -> pd.DataFrame:
 def rpkm_to_expression(src: str | os.PathLike, out: str | os.PathLike) -> int:
     """Write ``read_rpkm(src)`` as ``expression.tsv`` at ``out``; return the gene count."""
     table = read_rpkm(src)
-    final, part = atomic_target(out)
-    table.to_csv(part, sep="\t", index=False)
-    os.replace(part, final)
+    write_expression(table, out)
     return len(table)

@@ -10,13 +10,15 @@ Contract:
   ``protein_coding``. A GTF with neither attribute raises one ``ValueError`` naming the
   file, unless ``all_genes=True`` (keep every gene).
 - Output: BED6 ``chrom, tss, tss+1, gene_id, 0, strand``, 0-based, sorted by chrom and
-  TSS. The TSS is the gene's 5' end: in BED terms ``start`` for ``+`` genes and
-  ``end - 1`` for ``-`` genes, i.e. GTF ``start - 1`` and GTF ``end - 1``.
-- Ids lose their version (``ENSG00000116213.11`` → ``ENSG00000116213``) so they join the
-  Roadmap RPKM matrix. An id listed twice (GENCODE v19 lists the pseudo-autosomal genes
+  TSS, written by ``epx.io.tss.write_tss``. The TSS is the gene's 5' end: in BED terms
+  ``start`` for ``+`` genes and ``end - 1`` for ``-`` genes, i.e. GTF ``start - 1`` and
+  GTF ``end - 1``.
+- Ids lose their version (``ENSG00000116213.11`` → ``ENSG00000116213``,
+  ``epx.io.gene_ids``) so they join the Roadmap RPKM matrix; a gene line without a
+  ``gene_id`` is an error. An id listed twice (GENCODE v19 lists the pseudo-autosomal genes
   on both chrX and chrY under one id) keeps its first line, the chrX copy in GENCODE order.
 - ``ucsc_names=True`` renames Ensembl chromosomes to UCSC style (``1`` → ``chr1``,
-  ``MT`` → ``chrM``) so the BED matches hg19 bigWigs.
+  ``MT`` → ``chrM``; ``epx.io.naming.ucsc_name``) so the BED matches hg19 bigWigs.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from epx.convert import atomic_target, strip_version
+from epx.io.gene_ids import normalise_gene_ids
+from epx.io.naming import ucsc_name
+from epx.io.tss import write_tss
 
 _GTF_COLUMNS = {0: "chrom", 2: "feature", 3: "start", 4: "end", 6: "strand", 8: "attributes"}
 _TYPE_KEYS = ("gene_type", "gene_biotype")  # GENCODE, Ensembl
-_ENSEMBL_TO_UCSC = {"MT": "chrM"}
 
 
 @dataclass
@@ -123,7 +126,7 @@ def gtf_to_tss(
             )
         genes = genes[types == "protein_coding"]
 
-    gene_ids = strip_version(_attribute(genes["attributes"], "gene_id"))
+    gene_ids = normalise_gene_ids(_attribute(genes["attributes"], "gene_id"))
     if gene_ids.isna().any():
         raise ValueError(f"{gtf}: some gene lines have no gene_id attribute")
     minus = (genes["strand"] == "-").to_numpy()
@@ -131,22 +134,12 @@ def gtf_to_tss(
     tss[minus] = genes["end"].to_numpy()[minus] - 1
     chroms = genes["chrom"]
     if ucsc_names:
-        chroms = chroms.map(lambda c: _ENSEMBL_TO_UCSC.get(c, c if c.startswith("chr") else f"chr{c}"))
+        chroms = chroms.map(ucsc_name)
 
-    bed = pd.DataFrame(
-        {
-            "chrom": chroms.to_numpy(),
-            "start": tss,
-            "end": tss + 1,
-            "gene_id": gene_ids.to_numpy(),
-            "score": 0,
-            "strand": genes["strand"].to_numpy(),
-        }
+    table = pd.DataFrame(
+        {"gene_id": gene_ids.to_numpy(), "chrom": chroms.to_numpy(), "tss": tss, "strand": genes["strand"].to_numpy()}
     )
-    unique = bed.drop_duplicates("gene_id", keep="first")
-    unique = unique.sort_values(["chrom", "start"], kind="stable")
-
-    final, part = atomic_target(out)
-    unique.to_csv(part, sep="\t", header=False, index=False)
-    os.replace(part, final)
-    return GtfStats(genes=len(unique), duplicates_dropped=len(bed) - len(unique))
+    unique = table.drop_duplicates("gene_id", keep="first")
+    unique = unique.sort_values(["chrom", "tss"], kind="stable")
+    write_tss(unique, out)
+    return GtfStats(genes=len(unique), duplicates_dropped=len(table) - len(unique))

@@ -4,7 +4,8 @@ Contract:
 
 - Output: BEDPE, 8 tab-separated columns, no header, 0-based half-open anchors:
   ``chrom1 start1 end1 chrom2 start2 end2 name score`` (``name`` is ``.`` when the source
-  has none). Rows keep the source order. Written to ``interactions/{cell}.bedpe``.
+  has none), written by ``epx.io.bedpe.write_interactions``. Rows keep the source order.
+  Written to ``interactions/{cell}.bedpe``.
 - Score kind: the BEDPE carries the score unchanged; its *kind* says how a threshold
   ``t`` reads it, and must be given to the dataset config
   (``dataset.interactions.score_kind``):
@@ -55,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.convert import atomic_target
+from epx.io.bedpe import COLUMNS, write_interactions
 
 # Score kind → comparison that keeps a row: SCORE_KINDS[kind](score, threshold).
 SCORE_KINDS = {"frequency": operator.ge, "qvalue": operator.le}
@@ -118,7 +119,7 @@ def resolve_format(preset: str | None = None, **overrides) -> InteractionFormat:
 
 
 def _check_columns(table: pd.DataFrame, fmt: InteractionFormat, path: Path) -> None:
-    fields = ("chrom1", "start1", "end1", "chrom2", "start2", "end2", "score", "name")
+    fields = [f for f in COLUMNS if f != "name"] + ["name"]  # the optional one last
     wanted = [getattr(fmt, f) for f in fields if getattr(fmt, f) is not None]
     missing = [c for c in wanted if c not in table.columns]
     if missing:
@@ -170,7 +171,5 @@ def convert_interactions(
     if threshold is not None:
         bedpe = bedpe[SCORE_KINDS[fmt.score_kind](score, threshold)]
 
-    final, part = atomic_target(out)
-    bedpe.to_csv(part, sep="\t", header=False, index=False)
-    os.replace(part, final)
+    write_interactions(bedpe, out)
     return len(bedpe)

@@ -9,7 +9,8 @@ Contract:
 - Output: a bigWig whose value at each base is the number of reads covering it
   (uncovered bases have no entry, which readers treat as 0). The header lists every
   chromosome of the chrom sizes, in that order. Only nonzero runs are written, each as
-  one bedGraph-like entry, so a run of equal depth is one interval.
+  one bedGraph-like entry, so a run of equal depth is one interval. Written atomically by
+  ``epx.io.bigwig.open_bigwig``.
 - ``extend=None`` (default) counts each read as written. ``extend=N`` counts the
   fragment instead: ``[start, start+N)`` for ``+`` reads, ``[end-N, end)`` for ``-`` reads
   (any strand other than ``-`` extends rightwards). Fragments are clipped to the chromosome.
@@ -46,13 +47,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyBigWig
 
-from epx.convert import atomic_target, read_chrom_sizes
-
-# Entries per pyBigWig.addEntries call: large enough to amortise the call, small
-# enough that the per-call list of chromosome names stays a few MB.
-_WRITE_BATCH = 1_000_000
+from epx.io.bigwig import open_bigwig
+from epx.io.chrom_sizes import read_chrom_sizes
 
 
 @dataclass
@@ -218,23 +215,8 @@ def tagalign_to_bigwig(
 
 
 def _write_bigwig(out: str | os.PathLike, sizes: Mapping[str, int], coverage: _Coverage) -> int:
-    final, part = atomic_target(out)
-    written = 0
-    bw = pyBigWig.open(str(part), "w")
-    try:
-        bw.addHeader(list(sizes.items()))
+    with open_bigwig(out, sizes) as bigwig:
         for chrom in sizes:  # pyBigWig requires entries in header order
-            if chrom not in coverage.breaks:
-                continue
-            starts, ends, depth = coverage.runs(chrom)
-            for lo in range(0, len(starts), _WRITE_BATCH):
-                hi = min(lo + _WRITE_BATCH, len(starts))
-                bw.addEntries([chrom] * (hi - lo), starts[lo:hi], ends=ends[lo:hi], values=depth[lo:hi])
-                written += hi - lo
-    except BaseException:
-        bw.close()
-        part.unlink(missing_ok=True)
-        raise
-    bw.close()
-    os.replace(part, final)
-    return written
+            if chrom in coverage.breaks:
+                bigwig.add(chrom, *coverage.runs(chrom))
+    return bigwig.entries

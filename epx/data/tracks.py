@@ -3,7 +3,8 @@
 Contract: ``SignalTracks(tracks, marks, base_bp=100)`` with ``tracks = {chrom: float32
 (n_bins, M)}`` of MEAN per-bp signal at ``base_bp`` (as the cache stores it). All window
 methods aggregate base bins to ``bin_bp`` (a multiple of ``base_bp``) by their mean and
-return ln(mean + 1):
+return ``log_signal(mean) = ln(mean + 1)``, the one model-input transform (GraphReg's windows
+use it too):
 
 - ``tss_windows(chroms, tss, strands, window_bp, bin_bp) -> (N, M, L)``, L = window_bp/bin_bp,
   oriented 5'→3': the base bin holding the TSS sits at base index n/2 (so at coarse index
@@ -21,6 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+
+def log_signal(mean: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """ln(mean + 1) of binned mean signal: what every model sees (``out``: write in place)."""
+    return np.log1p(mean, out=out)
 
 
 class SignalTracks:
@@ -57,7 +63,7 @@ class SignalTracks:
         n_items, n, m = x.shape
         if k > 1:
             x = x.reshape(n_items, n // k, k, m).mean(axis=2)
-        return np.log1p(x).transpose(0, 2, 1).copy()
+        return log_signal(x).transpose(0, 2, 1).copy()
 
     def tss_windows(self, chroms, tss, strands, *, window_bp: int, bin_bp: int) -> np.ndarray:
         k = self._factor(bin_bp)

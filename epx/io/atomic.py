@@ -7,6 +7,8 @@ Contract:
   ``path`` is untouched. Use it for writers that want a file name (pyBigWig, h5py, gzip).
 - ``atomic_write(path, write, binary=False)`` calls ``write(handle)`` on an open temp file.
 - ``write_text``, ``write_json``, ``write_csv`` are the common cases.
+- ``stale_temps(path)`` lists temp files of ``path`` left by a killed writer; only a caller
+  that holds a lock on ``path`` may delete them (another process may be writing one).
 
 Every file epx writes — job outputs, summaries, converted inputs, the synthetic dataset's
 files, the cache — goes through here, so a killed process never leaves a truncated file
@@ -31,6 +33,14 @@ TMP_MARK = ".epx-tmp-"
 def temp_name(path: Path) -> Path:
     """A unique hidden sibling of ``path``; stale ones (a killed writer) match ``.{name}.epx-tmp-*``."""
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}{TMP_MARK}"
+    return sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ Contract: ``read_interactions(source) -> DataFrame[chrom1,start1,end1,chrom2,sta
 ``source`` is a path, a DataFrame with those columns, or None (no file → empty table: a cell
 without interactions is allowed; the distal models then see no pCREs / an empty graph).
 
-``write_interactions(df, path)`` writes the same 8 columns, no header, atomically. What
+``write_interactions(df, path, float_format=None)`` writes those 8 columns of ``df`` in
+that order, no header, atomically. What
 counts as a contact (the score threshold) is the dataset's business:
 ``epx.data.prepare.interactions``.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from epx.errors import InputError
+from epx.io.atomic import write_csv
 
 COLUMNS = ["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]
 DTYPES = {"chrom1": str, "start1": "int64", "end1": "int64", "chrom2": str, "start2": "int64", "end2": "int64", "name": str, "score": "float64"}
@@ -45,3 +46,7 @@ def read_interactions(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
         return raw.astype(DTYPES)
     except (TypeError, ValueError) as err:
         raise InputError(f"{path}: non-numeric coordinates or score ({err}); is there a header line? Prefix it with '#'.") from err
+
+
+def write_interactions(df: pd.DataFrame, path: str | Path, *, float_format: str | None = None) -> Path:
+    return write_csv(path, df[COLUMNS], sep="\t", header=False, float_format=float_format)

@@ -1,6 +1,6 @@
-"""Per-bp signal → mean signal per fixed-size bin, read in large spans with NumPy.
+"""bigWig: per-bp signal read as mean signal per fixed-size bin, and written from runs.
 
-Contract: ``read_binned(source, chrom_sizes, bin_bp=100) -> {chrom: float32 (n_bins,)}``,
+Reading. ``read_binned(source, chrom_sizes, bin_bp=100) -> {chrom: float32 (n_bins,)}``,
 ``n_bins = ceil(length / bin_bp)``; bin value = mean per-bp signal over the bin (the last,
 partial bin is averaged over its real length); uncovered bases (NaN in bigWig) count as 0.
 ``source`` is a bigWig path or an in-memory ``{chrom: per-bp array}``. Chromosomes that the
@@ -10,21 +10,39 @@ Speed: each span of ``span_bp`` is decoded with one ``values(..., numpy=True)`` 
 binned with a reshape; spans that the bigWig's zoom levels report as empty are skipped, and
 sparsely covered spans are binned straight from their intervals, so a sparse genome (data only
 around a few genes) costs seconds, not a dense genome-wide decode.
+
+Writing (every bigWig epx writes — converters, the synthetic dataset, test fixtures,
+benchmarks — goes through here, atomically via ``epx.io.atomic``):
+
+- ``open_bigwig(path, chrom_sizes)`` is a context manager yielding a ``BigWigWriter`` whose
+  header lists ``chrom_sizes`` in order; ``writer.add(chrom, starts, ends, values)`` adds
+  bedGraph-like entries (sorted, non-overlapping, 0-based half-open), chromosomes in header
+  order (pyBigWig's requirement). The file appears under ``path`` only when the block ends
+  normally; on an exception the old file (if any) is left as it was.
+- ``write_bigwig(path, chrom_sizes, values)`` writes per-bp arrays ``{chrom: (length,)}``
+  as one entry per run of equal non-zero values (``value_runs``); zeros are left uncovered,
+  which readers treat as 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pyBigWig
 
 from epx.errors import InputError
+from epx.io.atomic import atomic_path
 from epx.io.naming import check_naming
 
 # Spans below this covered fraction are binned from intervals instead of decoded per bp.
 SPARSE_FRACTION = 0.02
+# Entries per pyBigWig.addEntries call: large enough to amortise the call, small enough
+# that the per-call list of chromosome names stays a few MB.
+WRITE_BATCH = 1_000_000
 
 
 def bin_mean(values: np.ndarray, bin_bp: int) -> np.ndarray:
@@ -140,3 +158,57 @@ def read_binned(
             out[chrom] = binned
         return out
     return _read_bigwig(Path(source), chrom_sizes, bin_bp, span_bp)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+class BigWigWriter:
+    """Adds entries to an open bigWig (see ``open_bigwig``); ``entries`` counts them."""
+
+    def __init__(self, bw):
+        self._bw = bw
+        self.entries = 0
+
+    def add(self, chrom: str, starts, ends, values) -> int:
+        """Add intervals ``[starts[i], ends[i])`` of value ``values[i]`` on ``chrom``; return how many."""
+        n = len(starts)
+        for lo in range(0, n, WRITE_BATCH):
+            hi = min(lo + WRITE_BATCH, n)
+            self._bw.addEntries([chrom] * (hi - lo), starts[lo:hi], ends=ends[lo:hi], values=values[lo:hi])
+        self.entries += n
+        return n
+
+
+@contextlib.contextmanager
+def open_bigwig(path: str | os.PathLike, chrom_sizes: Mapping[str, int]) -> Iterator[BigWigWriter]:
+    with atomic_path(path) as tmp:
+        bw = pyBigWig.open(str(tmp), "w")
+        if bw is None:
+            raise OSError(f"cannot write a bigWig at {tmp}")
+        try:
+            bw.addHeader(list(chrom_sizes.items()))
+            yield BigWigWriter(bw)
+        finally:
+            bw.close()  # flushes the index; atomic_path then renames (or removes) the file
+
+
+def value_runs(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of equal non-zero values of a per-bp array: starts, ends, values."""
+    v = np.asarray(values, dtype=np.float64)
+    if not v.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    change = np.flatnonzero(v[1:] != v[:-1]) + 1  # not np.diff: inf - inf is NaN, a false change
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [v.size]])
+    keep = v[starts] != 0
+    # float32, bigWig's value type: pyBigWig refuses float64 arrays holding +/-inf
+    return starts[keep], ends[keep], v[starts][keep].astype(np.float32)
+
+
+def write_bigwig(path: str | os.PathLike, chrom_sizes: Mapping[str, int], values: Mapping[str, np.ndarray]) -> Path:
+    with open_bigwig(path, chrom_sizes) as out:
+        for chrom in chrom_sizes:
+            if chrom in values:
+                out.add(chrom, *value_runs(values[chrom]))
+    return Path(path)

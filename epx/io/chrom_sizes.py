@@ -3,6 +3,9 @@
 Contract: ``read_chrom_sizes(source) -> dict[str, int]`` in file order. ``source`` is a
 path to a ``chrom.sizes`` file, a path to a bigWig (its header is used), or an in-memory
 ``{chrom: length}`` mapping (returned as a copy).
+
+``write_chrom_sizes(sizes, path)`` writes ``chrom<TAB>length`` lines in ``sizes`` order,
+atomically.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import pyBigWig
 
 from epx.errors import InputError
+from epx.io.atomic import write_text
 
 BIGWIG_SUFFIXES = (".bw", ".bigwig", ".bigWig")
 
@@ -42,3 +46,7 @@ def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
     if not sizes:
         raise InputError(f"{path} lists no chromosomes")
     return sizes
+
+
+def write_chrom_sizes(sizes: Mapping[str, int], path: str | Path) -> Path:
+    return write_text(path, "".join(f"{chrom}\t{int(length)}\n" for chrom, length in sizes.items()))

@@ -1,9 +1,15 @@
-"""Expression matrix in Roadmap's RPKM layout: ``gene_id`` + one column per cell id.
+"""Expression matrix in Roadmap's RPKM layout: ``gene_id`` + one column per cell id (TSV).
 
-Contract: ``read_expression(source, cell) -> Series`` of RPKM indexed by gene_id (version
-suffixes stripped, e.g. ``ENSG00000116213.11`` → ``ENSG00000116213``). Targets:
-``regression_target(rpkm) = log2(RPKM + 1)``; ``classification_label(rpkm, all_rpkm)`` =
-RPKM ≥ the cell's median over all genes of the table (not only the genes with a TSS).
+Contract: ``read_expression_table(source) -> DataFrame`` indexed by ``gene_id``, one column
+per cell; ``read_expression(source, cell) -> Series`` of RPKM indexed by gene_id. Gene ids
+are normalised (``epx.io.gene_ids``: ``ENSG00000116213.11`` → ``ENSG00000116213``) so they
+join the TSS file; duplicates after normalising are an error.
+
+``write_expression(df, path, float_format=None)`` writes a table (``gene_id`` as a column
+or as the index, then the cells) as TSV with a header, atomically.
+
+What the models predict from RPKM (log2(RPKM+1), the median label) is a target definition:
+``epx.data.prepare.genes``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import InputError
+from epx.io.atomic import write_csv
+from epx.io.gene_ids import normalise_gene_ids
 
 
 def read_expression_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -28,7 +36,7 @@ def read_expression_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         df = pd.read_csv(path, sep="\t", dtype={"gene_id": str})
     if "gene_id" not in df.columns:
         raise InputError(f"{where}: no 'gene_id' column (columns: {list(df.columns)[:8]})")
-    df["gene_id"] = df["gene_id"].astype(str).str.replace(r"\.\d+$", "", regex=True)
+    df["gene_id"] = normalise_gene_ids(df["gene_id"].astype(str))
     dup = df["gene_id"][df["gene_id"].duplicated()]
     if len(dup):
         raise InputError(f"{where}: duplicate gene ids (e.g. {', '.join(dup.unique()[:3])}); keep one row per gene.")
@@ -51,9 +59,6 @@ def read_expression(source: str | Path | pd.DataFrame, cell: str) -> pd.Series:
     return rpkm.astype("float64")
 
 
-def regression_target(rpkm) -> np.ndarray:
-    return np.log2(np.asarray(rpkm, dtype=np.float64) + 1.0)
-
-
-def classification_label(rpkm, all_rpkm) -> np.ndarray:
-    return (np.asarray(rpkm, dtype=np.float64) >= float(np.median(all_rpkm))).astype(np.int64)
+def write_expression(df: pd.DataFrame, path: str | Path, *, float_format: str | None = None) -> Path:
+    table = df.reset_index() if df.index.name == "gene_id" else df
+    return write_csv(path, table, sep="\t", float_format=float_format)

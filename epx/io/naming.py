@@ -1,8 +1,19 @@
-"""Chromosome-name conventions: detect ``chr1`` vs ``1`` mismatches between files.
+"""Chromosome names: one naming rule for every file and every ordering.
 
 Roadmap/UCSC files say ``chr1``; Ensembl files say ``1``. Mixing them silently yields
 all-zero signal, so every reader checks its names against the reference set here and
 fails with a message that names both files and the fix.
+
+Contract:
+- ``strip_chr(name)``: the bare name, without a leading ``chr`` (any case): ``chrX`` → ``X``.
+- ``chrom_sort_key(name)``: natural order, ``chr`` or not: 1..22 (numerically), then X, Y,
+  M (``MT`` too), then every other name alphabetically. Every sorted list of chromosomes
+  epx writes or iterates (folds, ``folds.json``, GraphReg windows) uses it, so the order
+  never depends on set or hash order.
+- ``ucsc_name(name)``: Ensembl → UCSC (``1`` → ``chr1``, ``MT`` → ``chrM``); names that
+  already start with ``chr`` pass unchanged.
+- ``check_naming(found, reference, what=, reference_what=)``: raise ``InputError`` when two
+  files share no chromosome, naming the ``chr``-prefix mismatch when that is the cause.
 """
 
 from __future__ import annotations
@@ -11,9 +22,26 @@ from collections.abc import Iterable
 
 from epx.errors import InputError
 
+# After the numbered chromosomes; Ensembl's mitochondrion "MT" sorts as UCSC's "M".
+_SEX_AND_MITO = {"X": 0, "Y": 1, "M": 2, "MT": 2}
+_ENSEMBL_TO_UCSC = {"MT": "chrM"}
 
-def _strip(name: str) -> str:
-    return name[3:] if name.lower().startswith("chr") else name
+
+def strip_chr(name: str) -> str:
+    return name[3:] if name[:3].lower() == "chr" else name
+
+
+def chrom_sort_key(name: str) -> tuple[int, int, str]:
+    bare = strip_chr(name)
+    if bare.isdigit():
+        return (0, int(bare), "")
+    if bare.upper() in _SEX_AND_MITO:
+        return (1, _SEX_AND_MITO[bare.upper()], "")
+    return (2, 0, bare)
+
+
+def ucsc_name(name: str) -> str:
+    return name if name.startswith("chr") else _ENSEMBL_TO_UCSC.get(name, f"chr{name}")
 
 
 def check_naming(found: Iterable[str], reference: Iterable[str], *, what: str, reference_what: str) -> None:
@@ -21,8 +49,8 @@ def check_naming(found: Iterable[str], reference: Iterable[str], *, what: str, r
     found, reference = set(found), set(reference)
     if not found or found & reference:
         return
-    stripped = {_strip(c) for c in reference}
-    if {_strip(c) for c in found} & stripped:
+    stripped = {strip_chr(c) for c in reference}
+    if {strip_chr(c) for c in found} & stripped:
         example_found = sorted(found)[0]
         example_ref = sorted(reference)[0]
         raise InputError(

@@ -26,9 +26,8 @@ from epx.convert.expression import rpkm_to_expression
 from epx.convert.gtf import gtf_to_tss
 from epx.convert.interactions import PRESETS, SCORE_KINDS, convert_interactions, resolve_format
 from epx.convert.tagalign import tagalign_to_bigwig
+from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.roadmap.download import download_roadmap, load_manifest
-
-_FIELDS = ("chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score")
 
 
 def _outdated(out: Path, src: Path) -> bool:
@@ -104,7 +103,7 @@ def _cmd_convert_interactions(args: argparse.Namespace) -> int:
     def column(value: str | None) -> str | int | None:
         return int(value) if value is not None and args.no_header and value.isdigit() else value
 
-    overrides = {f: column(getattr(args, f)) for f in _FIELDS}
+    overrides = {f: column(getattr(args, f)) for f in BEDPE_COLUMNS}
     overrides["score_kind"] = args.score_kind
     if args.no_header:
         overrides["header"] = False
@@ -175,7 +174,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     inter.add_argument("out", type=Path)
     inter.add_argument("--format", choices=[*sorted(PRESETS), "custom"], required=True,
                        help="pchic: CHiCAGO ibed; hichip: FitHiChIP; hicdcplus: gi_list_write; custom: map every column")
-    for name in _FIELDS:
+    for name in BEDPE_COLUMNS:
         inter.add_argument(f"--{name}", default=None, metavar="COLUMN", help=f"source column for {name}")
     inter.add_argument("--score-kind", choices=sorted(SCORE_KINDS), default=None)
     inter.add_argument("--no-header", action="store_true", help="the table has no header; columns are 0-based indices")

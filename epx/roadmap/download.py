@@ -13,6 +13,8 @@ Contract:
   then writes ``signals/{cell}-{mark}.bigwig``), ``raw/57epigenomes.RPKM.pc.gz``,
   ``raw/gencode.v19.annotation.gtf.gz``.
 
+- Marks are parsed by ``epx.selection.parse_marks`` (the one mark parser: a comma- or
+  ``+``-joined list or ``all``, in canonical order); cells by ``parse_choices``.
 - Each file is written to ``X.part`` and renamed to ``X`` only once verified: size equal
   to the server's (Content-Length / Content-Range), format by magic bytes (gzip
   ``1f 8b``, bigWig ``0x888FFC26``; an HTML error page is named as such), and md5 where
@@ -22,10 +24,14 @@ Contract:
 - Resuming: an existing ``X.part`` continues with ``Range: bytes=<size>-``. A server
   that ignores Range (200 instead of 206) restarts the file from byte 0; a 416 means
   the part is already whole. A dropped connection is retried and resumed.
-- A verified file is recorded (size, md5, URL) in ``dest/.epx-download.json``; a later
-  call skips it after a local size + magic check, without opening a connection. A file
-  that no longer matches its record is re-fetched; a file with no record (e.g. put there
-  by wget) is adopted as a partial download and checked against the server.
+  ``X.part`` is the resume state of the transfer (it survives the process, unlike a
+  temp file of ``epx.io.atomic``), so this is the one write-then-rename epx keeps outside
+  ``epx.io.atomic``.
+- A verified file is recorded (size, md5, URL) in ``dest/.epx-download.json`` (written
+  atomically by ``epx.io.atomic``); a later call skips it after a local size + magic
+  check, without opening a connection. A file that no longer matches its record is
+  re-fetched; a file with no record (e.g. put there by wget) is adopted as a partial
+  download and checked against the server.
 - HTTP 404/410 raises ``FileNotFoundError`` naming the URL; other failures that persist
   after the retries raise ``ConnectionError`` naming the URL (rerun to resume).
 - Only the standard library's ``urllib`` talks HTTP(S); ``tqdm`` draws progress bars.
@@ -49,7 +55,9 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from epx.constants import MARKS, ROADMAP_CELLS
+from epx.constants import ROADMAP_CELLS
+from epx.io.atomic import write_text
+from epx.selection import parse_marks
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +231,7 @@ class Ledger:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".part")
-        tmp.write_text(json.dumps({"signal": self.signal, "files": self.files}, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps({"signal": self.signal, "files": self.files}, indent=1, sort_keys=True))
 
 
 # ---------------------------------------------------------------- transfer
@@ -395,7 +400,7 @@ def download_roadmap(
 ) -> list[Path]:
     """Fetch everything a ``cells × marks`` grid needs into ``dest``; return the paths."""
     cells = parse_choices(cells, ROADMAP_CELLS, "cells")
-    marks = parse_choices(marks, MARKS, "marks")
+    marks = parse_marks(marks)
     remotes = plan(cells, marks, signal, base_urls=base_urls)
     root = Path(dest)
     ledger = Ledger(root)

@@ -5,10 +5,13 @@ Contract:
   distal_fraction) -> Path`` writes a complete contract folder (``signals/{cell}-{mark}.bigwig``,
   ``tss.bed``, ``expression.tsv``, ``interactions/{cell}.bedpe``, ``chrom.sizes``) plus
   ``truth.tsv`` (the hidden generative facts: program, distal driver, ...) and
-  ``synthetic.json`` (format version + parameters). Deterministic for a seed. Atomic: the
-  folder is built in a hidden sibling and renamed into place, so ``out_dir`` is either the
-  old folder or the complete new one, never half-written. It replaces only an absent or empty
-  folder or an earlier synthetic one; anything else is refused.
+  ``synthetic.json`` (format version + parameters). Deterministic for a seed. Each contract
+  file is written by its format's writer in ``epx.io`` (the same code the converters and
+  readers use). Atomic as a whole folder: it is built in a hidden sibling folder, which is
+  then swapped into place (``_move_into_place``), so ``out_dir`` is either the old folder or
+  the complete new one, never half-written — a folder operation, which ``epx.io.atomic``
+  (one file at a time) does not cover. It replaces only an absent or empty folder or an
+  earlier synthetic one; anything else is refused.
 - ``ensure_synthetic(root, **params) -> Path`` generates on first use, reuses a folder whose
   ``synthetic.json`` matches ``params``, regenerates otherwise; concurrent callers are
   serialised by a file lock on ``{root}.lock``, so it is built once.
@@ -20,6 +23,7 @@ The biology lives in ``epx.synthetic.biology``; this module owns parameters and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,11 +36,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyBigWig
 from filelock import FileLock
 
 from epx.constants import MARKS, ROADMAP_CELLS
 from epx.errors import InputError
+from epx.io.atomic import write_csv, write_text
+from epx.io.bedpe import write_interactions
+from epx.io.bigwig import open_bigwig
+from epx.io.chrom_sizes import write_chrom_sizes
+from epx.io.expression import write_expression
+from epx.io.tss import write_tss
 from epx.synthetic.biology import Genome, build_genome, render_cell_chrom
 
 log = logging.getLogger(__name__)
@@ -107,25 +116,20 @@ def _as_list(value: Any) -> list:
 
 
 def _write_chrom_sizes(out: Path, genome: Genome) -> None:
-    lines = "".join(f"{c}\t{n}\n" for c, n in genome.chrom_sizes.items())
-    (out / "chrom.sizes").write_text(lines)
+    write_chrom_sizes(genome.chrom_sizes, out / "chrom.sizes")
 
 
 def _write_tss(out: Path, genome: Genome) -> None:
-    g = genome.genes
-    bed = pd.DataFrame({"chrom": g["chrom"], "start": g["tss"], "end": g["tss"] + 1, "name": g["gene_id"], "score": 0, "strand": g["strand"]})
-    bed.to_csv(out / "tss.bed", sep="\t", header=False, index=False)
+    write_tss(genome.genes, out / "tss.bed")
 
 
 def _write_expression(out: Path, genome: Genome) -> None:
     table = pd.DataFrame(genome.rpkm, columns=list(genome.cells))
     table.insert(0, "gene_id", genome.genes["gene_id"])
-    table.to_csv(out / "expression.tsv", sep="\t", index=False, float_format="%.4f")
+    write_expression(table, out / "expression.tsv", float_format="%.4f")
 
 
 def _write_interactions(out: Path, genome: Genome) -> None:
-    folder = out / "interactions"
-    folder.mkdir()
     g, links = genome.genes, genome.links
     gene = links["gene"].to_numpy()
     full = pd.DataFrame(
@@ -143,7 +147,7 @@ def _write_interactions(out: Path, genome: Genome) -> None:
     for ci, cell in enumerate(genome.cells):
         rows = full.assign(score=genome.link_scores[:, ci]).iloc[order]
         rows = rows[genome.link_cells[order, ci]]
-        rows.to_csv(folder / f"{cell}.bedpe", sep="\t", header=False, index=False, float_format="%.4f")
+        write_interactions(rows, out / "interactions" / f"{cell}.bedpe", float_format="%.4f")
 
 
 def _write_truth(out: Path, genome: Genome) -> None:
@@ -158,25 +162,17 @@ def _write_truth(out: Path, genome: Genome) -> None:
     for column, values in (("enhancer_start", center - half), ("enhancer_end", center + half)):
         truth[column] = pd.Series(pd.NA, index=truth.index, dtype="Int64")
         truth.loc[has, column] = values
-    truth.to_csv(out / "truth.tsv", sep="\t", index=False)
+    write_csv(out / "truth.tsv", truth, sep="\t")
 
 
 def _write_signals(out: Path, genome: Genome, marks: Sequence[str], seed: int) -> None:
-    folder = out / "signals"
-    folder.mkdir()
-    header = list(genome.chrom_sizes.items())
+    # All marks of a cell are open at once: each chromosome is rendered once for every mark.
     for ci, cell in enumerate(genome.cells):
-        writers = {m: pyBigWig.open(str(folder / f"{cell}-{m}.bigwig"), "w") for m in marks}
-        try:
-            for bw in writers.values():
-                bw.addHeader(header)
+        with contextlib.ExitStack() as stack:
+            writers = {m: stack.enter_context(open_bigwig(out / "signals" / f"{cell}-{m}.bigwig", genome.chrom_sizes)) for m in marks}
             for chrom in genome.chrom_sizes:
                 for mark, (starts, ends, values) in render_cell_chrom(genome, ci, chrom, marks, seed).items():
-                    if len(starts):
-                        writers[mark].addEntries([chrom] * len(starts), starts, ends=ends, values=values)
-        finally:
-            for bw in writers.values():
-                bw.close()
+                    writers[mark].add(chrom, starts, ends, values)
 
 
 def _write_manifest(out: Path, genome: Genome, params: dict[str, Any]) -> None:
@@ -189,7 +185,7 @@ def _write_manifest(out: Path, genome: Genome, params: dict[str, Any]) -> None:
         "chroms": list(genome.chrom_sizes),
         "note": "truth.tsv holds the generative facts (program, distal driver); it is not part of the input contract.",
     }
-    (out / "synthetic.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text(out / "synthetic.json", json.dumps(manifest, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------- public API
@@ -256,7 +252,11 @@ def _refuse_foreign_folder(out: Path) -> None:
 
 
 def _move_into_place(building: Path, out: Path) -> None:
-    # Move the old folder aside first: rename cannot replace a non-empty directory.
+    """Swap the finished ``building`` folder in at ``out`` (a folder-level atomic replace).
+
+    rename() cannot replace a non-empty directory, so the old folder is first renamed aside
+    (hidden), the new one renamed in, then the old one deleted: ``out`` is absent only
+    between the two renames, and never half-written."""
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"

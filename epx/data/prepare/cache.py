@@ -9,8 +9,10 @@ Invariants:
 - the directory fingerprint covers the dataset root, chromosome sizes, bin size, dtype and
   the cache format; each mark inside records its source bigWig's (path, size, mtime), so a
   changed input rebuilds that mark and an unchanged one never does;
-- writes are atomic (temp file in the same directory + ``os.replace``) and the file is
-  marked complete last: a truncated, foreign or half-written file is rebuilt, never read;
+- writes are atomic (``epx.io.atomic.atomic_path``: a hidden temp file in the same
+  directory, renamed into place) and the file is marked complete last: a truncated, foreign
+  or half-written file is rebuilt, never read; temp files of a killed build are deleted by
+  the next build, which holds the cell's lock;
 - a file lock per cell makes concurrent jobs of one grid build a cell once; by default the
   first build takes every mark the cell has on disk so later jobs with other marks reuse it.
 """
@@ -20,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -30,9 +30,10 @@ import numpy as np
 from filelock import FileLock
 
 from epx.constants import MARKS
-from epx.io.bigwig import read_binned
 from epx.data.prepare.contract import DatasetSpec
 from epx.errors import InputError
+from epx.io.atomic import atomic_path, stale_temps, write_text
+from epx.io.bigwig import read_binned
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,11 @@ class CellCache:
         return self.path
 
     def _write(self, keep: list[str], build: list[str]) -> None:
-        for stale in self.dir.glob(f"{self.cell}.h5.tmp-*"):
-            stale.unlink(missing_ok=True)  # left by a killed build; we hold the lock
-        tmp = self.dir / f"{self.cell}.h5.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
+        # Temp files of a killed build: safe to delete, we hold the lock. The second pattern
+        # is the name earlier epx versions used.
+        for stale in [*stale_temps(self.path), *self.dir.glob(f"{self.cell}.h5.tmp-*")]:
+            stale.unlink(missing_ok=True)
+        with atomic_path(self.path) as tmp:
             with h5py.File(tmp, "w") as out:
                 out.attrs["format"] = FORMAT_VERSION
                 out.attrs["bin_bp"] = self.bin_bp
@@ -147,12 +149,10 @@ class CellCache:
                             chunks=(min(values.shape[0], 1 << 16),),
                             compression=self.compression,
                         )
-                out.attrs["complete"] = True
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        (self.dir / "dataset.json").write_text(
-            json.dumps({"root": str(self.spec.root.resolve()), "bin_bp": self.bin_bp, "dtype": self.dtype}, indent=1)
+                out.attrs["complete"] = True  # last: a file without it is never trusted
+        write_text(
+            self.dir / "dataset.json",
+            json.dumps({"root": str(self.spec.root.resolve()), "bin_bp": self.bin_bp, "dtype": self.dtype}, indent=1),
         )
 
     # -- read -----------------------------------------------------------------------------

@@ -9,12 +9,12 @@ order) each go to the fold with the fewest genes (ties: lowest fold); ``column``
 (``gene_id`` + ``column``) gives each gene's fold. Test = fold k; validation = whole
 chromosomes of the other folds, chosen deterministically (natural order rotated by k, greedily
 up to ``val_fraction`` of the non-test genes); train = the rest. No set or hash order is used,
-so every process and machine gets the same assignment.
+so every process and machine gets the same assignment. "Natural order" is
+``epx.io.naming.chrom_sort_key`` (1..22, X, Y, M, others).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import InputError
+from epx.io.naming import chrom_sort_key, strip_chr
 
 CHROMOFORMER_GROUPS = (
     ("1", "5", "6", "8", "14", "Y"),
@@ -31,20 +32,11 @@ CHROMOFORMER_GROUPS = (
 )
 
 
-def natural_key(chrom: str):
-    bare = re.sub(r"^chr", "", chrom, flags=re.IGNORECASE)
-    return (0, int(bare), "") if bare.isdigit() else (1, 0, bare)
-
-
-def _bare(chrom: str) -> str:
-    return re.sub(r"^chr", "", chrom, flags=re.IGNORECASE)
-
-
 def chromoformer_folds(genes: pd.DataFrame, n_folds: int = 4, **_) -> pd.Series:
     if n_folds != len(CHROMOFORMER_GROUPS):
         raise InputError(f"the chromoformer fold scheme has {len(CHROMOFORMER_GROUPS)} folds, not {n_folds}; use dataset.folds.scheme=balanced")
     lookup = {c: k for k, group in enumerate(CHROMOFORMER_GROUPS) for c in group}
-    fold = genes["chrom"].map(lambda c: lookup.get(_bare(c), -1))
+    fold = genes["chrom"].map(lambda c: lookup.get(strip_chr(c), -1))
     if (fold < 0).all():
         raise InputError(
             "no gene is on a human chromosome (chr1..22, X, Y), so the chromoformer fold scheme does not apply; "
@@ -55,7 +47,7 @@ def chromoformer_folds(genes: pd.DataFrame, n_folds: int = 4, **_) -> pd.Series:
 
 def balanced_folds(genes: pd.DataFrame, n_folds: int = 4, **_) -> pd.Series:
     counts = genes["chrom"].value_counts()
-    order = sorted(counts.index, key=lambda c: (-counts[c], natural_key(c)))
+    order = sorted(counts.index, key=lambda c: (-counts[c], chrom_sort_key(c)))
     if len(order) < n_folds:
         raise InputError(f"{len(order)} chromosomes carry genes, fewer than the {n_folds} folds requested; lower dataset.folds.n_folds")
     load = [0] * n_folds
@@ -100,7 +92,7 @@ def validation_chromosomes(genes: pd.DataFrame, folds: pd.Series, fold: int, val
     pool = genes.loc[(folds != fold) & (folds >= 0), "chrom"].value_counts()
     if pool.empty or val_fraction <= 0:
         return []
-    order = sorted(pool.index, key=natural_key)
+    order = sorted(pool.index, key=chrom_sort_key)
     shift = (fold * len(order)) // max(1 + int(folds.max()), 1)
     order = order[shift:] + order[:shift]
     target = val_fraction * pool.sum()
@@ -112,10 +104,10 @@ def validation_chromosomes(genes: pd.DataFrame, folds: pd.Series, fold: int, val
             chosen.append(chrom)
             size += pool[chrom]
     if not chosen:
-        chosen = [min(order, key=lambda c: (pool[c], natural_key(c)))]
+        chosen = [min(order, key=lambda c: (pool[c], chrom_sort_key(c)))]
     if len(chosen) == len(order):
         raise InputError("validation would take every training chromosome; lower dataset.folds.val_fraction")
-    return sorted(chosen, key=natural_key)
+    return sorted(chosen, key=chrom_sort_key)
 
 
 def assign_splits(
@@ -140,6 +132,6 @@ def fold_record(genes: pd.DataFrame, split: pd.Series, fold: int, scheme: str) -
     return {
         "fold": fold,
         "scheme": scheme,
-        "chromosomes": {s: sorted(genes.loc[split == s, "chrom"].unique(), key=natural_key) for s in ("train", "val", "test")},
+        "chromosomes": {s: sorted(genes.loc[split == s, "chrom"].unique(), key=chrom_sort_key) for s in ("train", "val", "test")},
         "genes": {s: genes.loc[split == s, "gene_id"].tolist() for s in ("train", "val", "test")},
     }

@@ -1,21 +1,34 @@
 """The gene table of one cell: TSS joined with expression, with both task targets.
 
 Contract: ``load_genes(tss, expression_table, cell, chrom_sizes) -> DataFrame`` with columns
-``gene_id, chrom, tss, strand, rpkm, target`` (log2(RPKM+1)) and ``label`` (RPKM ≥ the cell's
-median over ALL genes of the expression table), one row per gene present in both files.
+``gene_id, chrom, tss, strand, rpkm, target`` and ``label``, one row per gene present in
+both files. The targets are defined here, once:
+
+- ``regression_target(rpkm) = log2(RPKM + 1)``;
+- ``classification_label(rpkm, all_rpkm)`` = RPKM ≥ the cell's median over ALL genes of the
+  expression table (not only the genes with a TSS).
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from epx.errors import InputError
-from epx.io.expression import classification_label, read_expression, regression_target
+from epx.io.expression import read_expression
 from epx.io.tss import read_tss
 
 log = logging.getLogger(__name__)
+
+
+def regression_target(rpkm) -> np.ndarray:
+    return np.log2(np.asarray(rpkm, dtype=np.float64) + 1.0)
+
+
+def classification_label(rpkm, all_rpkm) -> np.ndarray:
+    return (np.asarray(rpkm, dtype=np.float64) >= float(np.median(all_rpkm))).astype(np.int64)
 
 
 def load_genes(tss_source, expression_source, cell: str, chrom_sizes) -> pd.DataFrame:

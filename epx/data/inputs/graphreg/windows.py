@@ -46,11 +46,11 @@ from torch_geometric.data import Batch, Data
 from epx.data.inputs.arrays import keep_batch
 from epx.io.bigwig import read_binned
 from epx.errors import InputError
-from epx.data.prepare.folds import natural_key
+from epx.io.naming import chrom_sort_key
 from epx.data.inputs.graphreg.graph import interaction_edges, window_edges
 from epx.data.inputs.context import DataContext
 from epx.data.inputs.graphreg.tiling import NODE_BP, STEP_BP, WINDOW_BP, middle_slice, tile_windows, tss_bin_index, window_of
-from epx.data.tracks import SignalTracks
+from epx.data.tracks import SignalTracks, log_signal
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class GraphRegWindows(Dataset):
                 base[lo - first : hi - first] = track[lo:hi]
         if self.k > 1:
             base = base.reshape(self.bins_per_window, self.k, -1).mean(axis=1)
-        np.log1p(base, out=base)
+        log_signal(base, out=base)
         out[:] = base.T
 
     def __getitems__(self, indices: Sequence[int]) -> dict:
@@ -210,6 +210,6 @@ class GraphRegInputs:
         genes = context.genes.iloc[rows].assign(row=rows)
         cage = context.cage
         log.info("GraphReg targets for %s: %s", context.cell, f"CAGE signal summed per bin ({cage})" if cage else "summed RPKM per 5 kb bin")
-        parts = [self._chromosome(context, chrom, genes[genes["chrom"] == chrom], cage) for chrom in sorted(genes["chrom"].unique(), key=natural_key)]
+        parts = [self._chromosome(context, chrom, genes[genes["chrom"] == chrom], cage) for chrom in sorted(genes["chrom"].unique(), key=chrom_sort_key)]
         table = WindowTable.concat(parts, width=self.step_bp // self.node_bp)
         return GraphRegWindows(tracks=context.tracks, table=table, window_bp=self.window_bp, node_bp=self.node_bp, bin_bp=self.bin_bp)
