@@ -23,6 +23,9 @@ SDPA differentiates, so ``gamma`` learns).
 the two. Query rows never interact inside a layer, so a caller that needs only some
 output positions may pass only those rows as ``query`` (with the full ``context``) and get
 exactly the rows a full pass would give.
+
+``MultiHeadAttention.reset_parameters()`` redraws its projections (PyTorch's default
+``nn.Linear`` initialisation, in construction order) and sets ``gamma`` back to 1.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from epx.models.reset import reset_submodules
 
 
 class MultiHeadAttention(nn.Module):
@@ -61,6 +66,16 @@ class MultiHeadAttention(nn.Module):
         self.out_dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
         self.bias_gain = nn.Parameter(torch.ones(n_heads)) if pair_bias else None
+
+    def reset_parameters(self) -> None:
+        reset_submodules(self)
+        if self.bias_gain is not None:
+            # gamma = 1: the frequency bias enters at full strength, as published.
+            nn.init.ones_(self.bias_gain)
+
+    def extra_repr(self) -> str:
+        return (f"n_heads={self.n_heads}, head_dim={self.head_dim}, "
+                f"gated={self.gate_proj is not None}, pair_bias={self.bias_gain is not None}")
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """(N, S, H*D) -> (N, H, S, D)."""

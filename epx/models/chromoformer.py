@@ -51,6 +51,10 @@ Where we differ from the published code (github.com/dohlee/chromoformer):
 * a pCRE with no real bin gets a defined (uniform) pairwise attention rather than a -1e9
   fill, so every dtype stays finite, and positions are registered buffers rather than
   tensors created on one fixed device, so the module runs on any device.
+
+``reset_parameters()`` redraws every layer with PyTorch's default initialisation in
+construction order (so ``torch.manual_seed(s)`` then a reset gives the weights a fresh
+``Chromoformer`` built after ``torch.manual_seed(s)`` has) and sets the frequency gains to 1.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from epx.models.attention import TransformerLayer
+from epx.models.reset import reset_submodules
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
@@ -251,6 +256,9 @@ class Chromoformer(nn.Module):
         self.resolutions = resolutions
         self.window_bp = window_bp
         self.i_max = i_max
+        self.d_emb = d_emb
+        self.n_layers = (embed_layers, pairwise_layers, regulation_layers)
+        self.dropout = dropout
         self.n_bins = {r: window_bp // r for r in resolutions}
         self.branches = nn.ModuleDict({
             str(r): ChromoformerBranch(
@@ -267,6 +275,16 @@ class Chromoformer(nn.Module):
             nn.ReLU(),
             nn.Linear(d_head, out_dim),
         )
+
+    def reset_parameters(self) -> None:
+        reset_submodules(self)
+
+    def extra_repr(self) -> str:
+        embed, pairwise, regulation = self.n_layers
+        return (f"n_marks={self.n_marks}, out_dim={self.out_dim}, "
+                f"resolutions={self.resolutions}, window_bp={self.window_bp}, "
+                f"i_max={self.i_max}, d_emb={self.d_emb}, layers=(embed={embed}, "
+                f"pairwise={pairwise}, regulation={regulation}), dropout={self.dropout}")
 
     def _check_inputs(self, promoter: dict[int, Tensor], pcres: dict[int, Tensor],
                       pcre_bin_mask: dict[int, Tensor], pcre_mask: Tensor, freq: Tensor) -> None:

@@ -5,6 +5,8 @@ Karbalayghareh et al., Genome Research 2022. The same ``EpiEncoder`` as Epi-Grap
 dilated blocks (dilation 2^1 ... 2^8; together they see about +-510 nodes, i.e. +-2.5 Mb,
 as far as the graph can reach in a 6 Mb window), then the same ``CountHead``. It takes the
 graph arguments and ignores them, so the two models are drop-in replacements for each other.
+``reset_parameters()`` redraws every layer with PyTorch's default initialisation (BatchNorm
+statistics included), in construction order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from epx.models.graphreg_blocks import CountHead, EpiEncoder
+from epx.models.reset import reset_submodules
 
 
 class DilatedResidualBlock(nn.Module):
@@ -43,6 +46,8 @@ class EpiCNN(nn.Module):
         output: str = "exp",
     ) -> None:
         super().__init__()
+        self.n_marks, self.d, self.channels = n_marks, d, channels
+        self.n_dilated_blocks, self.dropout_p, self.output = n_dilated_blocks, dropout, output
         self.encoder = EpiEncoder(n_marks=n_marks, d=d, dropout=dropout)
         self.bridge = nn.Sequential(
             nn.Dropout(dropout),
@@ -57,6 +62,14 @@ class EpiCNN(nn.Module):
             )
         )
         self.head = CountHead(in_channels=channels, output=output)
+
+    def reset_parameters(self) -> None:
+        reset_submodules(self)
+
+    def extra_repr(self) -> str:
+        return (f"n_marks={self.n_marks}, d={self.d}, channels={self.channels}, "
+                f"n_dilated_blocks={self.n_dilated_blocks}, dropout={self.dropout_p}, "
+                f"output={self.output!r}")
 
     def forward(
         self,

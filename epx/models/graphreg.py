@@ -23,6 +23,12 @@ enhancers into every promoter alike.
 
 Batching follows PyG's ``Batch`` convention: the B windows' node sets are concatenated, so
 node ``n`` of window ``b`` has id ``b * N + n`` in ``edge_index`` (N = 1,200 for 6 Mb).
+
+``forward(..., return_attention=True)`` also returns, per GAT layer, the edges the layer
+attended over (the graph plus the self-loops it adds) and their attention weights: for each
+head, the weights of a node's incoming edges are >= 0 and sum to 1 — what to inspect to see
+whether a promoter reads its linked enhancer. ``reset_parameters()`` redraws every layer
+(PyTorch's and PyG's default initialisation, BatchNorm statistics included).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from torch import nn
 from torch_geometric.nn import GATConv, GATv2Conv
 
 from epx.models.graphreg_blocks import CountHead, EpiEncoder
+from epx.models.reset import reset_submodules
 
 ATTENTION_LAYERS: dict[str, type[nn.Module]] = {
     "gat": GATConv,
@@ -75,6 +82,8 @@ class EpiGraphReg(nn.Module):
         if n_gat_layers < 0:
             raise ValueError(f"n_gat_layers must be >= 0, got {n_gat_layers}")
         layer_cls = ATTENTION_LAYERS[attention]
+        self.n_marks, self.d, self.n_gat_layers, self.heads, self.gat_dim = n_marks, d, n_gat_layers, heads, gat_dim
+        self.dropout_p, self.attention, self.output = dropout, attention, output
         self.encoder = EpiEncoder(n_marks=n_marks, d=d, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         width = gat_dim * heads
@@ -85,13 +94,22 @@ class EpiGraphReg(nn.Module):
         self.gat_norms = nn.ModuleList(nn.BatchNorm1d(width) for _ in range(n_gat_layers))
         self.head = CountHead(in_channels=width if n_gat_layers else d, output=output)
 
+    def reset_parameters(self) -> None:
+        reset_submodules(self)
+
+    def extra_repr(self) -> str:
+        return (f"n_marks={self.n_marks}, d={self.d}, n_gat_layers={self.n_gat_layers}, "
+                f"heads={self.heads}, gat_dim={self.gat_dim}, attention={self.attention!r}, "
+                f"dropout={self.dropout_p}, output={self.output!r}")
+
     def forward(
         self,
         *,
         x: torch.Tensor,
         edge_index: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Predict counts for every node of every window.
 
         x: (B, M, L) marks over B windows of L 100 bp bins (L = 60,000 for 6 Mb).
@@ -99,14 +117,27 @@ class EpiGraphReg(nn.Module):
             may be empty (E = 0): each node then attends only to itself.
         edge_weight: (E,) accepted so both GraphReg models share one call signature; unused,
             because the attention sees a binary graph (as in the paper).
-        returns: (B, N) predicted counts >= 0.
+        return_attention: also return each GAT layer's attention.
+        returns: (B, N) predicted counts >= 0; with ``return_attention``, ``(counts,
+            attention)`` where ``attention[k] = (edge_index_k (2, E'), alpha_k (E', heads))``
+            for GAT layer k: E' = E plus one self-loop per node (the layer adds them),
+            ``edge_index_k[0]`` the sender and ``[1]`` the receiver, in batched node ids;
+            alpha >= 0 sums to 1 over each receiver's incoming edges, per head.
         """
         del edge_weight
         h = self.encoder(x)  # (B, d, N)
         batch, channels, n_nodes = h.shape
         _check_edge_index(edge_index, batch * n_nodes)
         nodes = h.transpose(1, 2).reshape(batch * n_nodes, channels)
+        attention = []
         for gat, norm in zip(self.gat_layers, self.gat_norms):
-            nodes = F.elu(norm(gat(self.dropout(nodes), edge_index)))
+            if return_attention:
+                # PyG returns a tuple whenever the flag is truthy, so it is passed only then.
+                nodes, weights = gat(self.dropout(nodes), edge_index, return_attention_weights=True)
+                attention.append(weights)
+            else:
+                nodes = gat(self.dropout(nodes), edge_index)
+            nodes = F.elu(norm(nodes))
         h = nodes.reshape(batch, n_nodes, -1).transpose(1, 2)  # (B, C, N)
-        return self.head(self.dropout(h))
+        counts = self.head(self.dropout(h))
+        return (counts, attention) if return_attention else counts

@@ -5,7 +5,8 @@ returns ``(B, out_dim)`` = W·vec(x) + b; ``penalty()`` = l2·‖W‖² (the bia
 which the LightningModule adds to the loss. Trained full-batch with L-BFGS
 (``conf/model/linear.yaml``), this is ridge regression / L2-logistic regression solved to
 convergence, in the same loop, objective and metrics as every deep model, and it stays
-usable with tens of genes. The floor every deep model must beat.
+usable with tens of genes. The floor every deep model must beat. ``reset_parameters()``
+returns W and b to zero, the starting point of the convex fit (no random draw).
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ from torch import nn
 class LinearHistone(nn.Module):
     def __init__(self, *, n_marks: int, n_bins: int = 60, out_dim: int = 1, l2: float = 1e-2):
         super().__init__()
-        self.l2 = l2
+        self.n_marks, self.n_bins, self.out_dim, self.l2 = n_marks, n_bins, out_dim, l2
         self.linear = nn.Linear(n_marks * n_bins, out_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # The objective is convex, so the start does not matter for the optimum; zeros make
+        # the L-BFGS path (and so every metric) independent of the seed.
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
+
+    def extra_repr(self) -> str:
+        return f"n_marks={self.n_marks}, n_bins={self.n_bins}, out_dim={self.out_dim}, l2={self.l2}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, M, L) → (B, out_dim)."""

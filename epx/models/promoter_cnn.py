@@ -8,13 +8,16 @@ Layers (as published): Conv1d 175 (k 8) → ReLU → MaxPool 4 → Dropout 0.1; 
 → ReLU → MaxPool 2 → Dropout 0.1; Conv1d 700 (k 4) → ReLU → MaxPool 2 → Dropout 0.1;
 Flatten → Dropout 0.4 → Dense 625 → ReLU → Dense 125 → ReLU → Dense ``out_dim``.
 ``padding="same"`` keeps L/16 positions into the dense layers (3 at L=60); the Keras
-original's ``"valid"`` is available and leaves 1.
+original's ``"valid"`` is available and leaves 1. ``reset_parameters()`` redraws every layer
+with PyTorch's default initialisation, in construction order.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from epx.models.reset import reset_submodules
 
 
 def _conv_block(c_in: int, c_out: int, kernel: int, pool: int, dropout: float, padding: str) -> nn.Sequential:
@@ -42,6 +45,10 @@ class PromoterCNN(nn.Module):
         padding: str = "same",
     ):
         super().__init__()
+        self.n_marks, self.n_bins, self.out_dim = n_marks, n_bins, out_dim
+        self.channels, self.kernels, self.pools = tuple(channels), tuple(kernels), tuple(pools)
+        self.dense, self.padding = tuple(dense), padding
+        self.conv_dropout, self.dense_dropout = conv_dropout, dense_dropout
         blocks, c_in = [], n_marks
         for c_out, k, p in zip(channels, kernels, pools):
             blocks.append(_conv_block(c_in, c_out, k, p, conv_dropout, padding))
@@ -57,6 +64,17 @@ class PromoterCNN(nn.Module):
             nn.Linear(dense[0], dense[1]),
             nn.ReLU(),
             nn.Linear(dense[1], out_dim),
+        )
+
+    def reset_parameters(self) -> None:
+        reset_submodules(self)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_marks={self.n_marks}, n_bins={self.n_bins}, out_dim={self.out_dim}, "
+            f"channels={self.channels}, kernels={self.kernels}, pools={self.pools}, "
+            f"dense={self.dense}, padding={self.padding!r}, "
+            f"dropout=({self.conv_dropout}, {self.dense_dropout})"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,200 @@
+"""Adding a model is a tested contract: every ``conf/model/*.yaml`` is checked end to end.
+
+For each model config (found by globbing, so a new YAML is covered without editing this
+file) and each task it declares under ``tasks``:
+
+1. the job config composes, names the model after its file and lists known tasks;
+2. its input builder (``model.inputs``) turns a tiny in-memory ``DataContext`` (2 marks,
+   2 chromosomes, 8 genes, distal contacts) into a dataset, and ``__getitems__`` gives one
+   batch ``{"x": net keyword inputs, "y": targets, "gene": rows, ...}``;
+3. the net (``model.net``, ``n_marks`` resolved from ``mark`` by the config) runs on it and
+   its output has the shape the objective (``model.objective`` or ``task.objective``) reads:
+   ``(B, out_dim)`` for per-gene objectives, ``(B, N >= S)`` nodes for per-bin ones whose
+   targets are ``(B, S)``; the objective maps it to one prediction per gene;
+4. the loss (plus the net's ``penalty()``, if any) is finite and every trainable parameter
+   gets a finite gradient (a parameter that gets none is dead weight);
+5. the net has ``reset_parameters()`` (same seed -> same weights; undoes a training step,
+   buffers included) and an ``extra_repr()`` naming its hyper-parameters;
+6. one whole job (``epx.run.train``, ``trainer=debug`` = ``fast_dev_run``) runs on the
+   small synthetic folder and writes its record and predictions.
+
+Below, ``test_net_shapes`` documents each net's input and output shapes on hand-made
+tensors (as in the forward docstrings), and GraphReg's attention weights are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import REPO
+from epx.cli import compose
+from epx.data.inputs.context import DataContext
+from epx.data.prepare.interactions import ContactFilter
+from epx.data.tracks import SignalTracks
+from epx.io.bedpe import read_interactions
+from epx.run import train
+from test_train import job_cfg
+
+MODEL_CONFIGS = sorted((REPO / "conf" / "model").glob("*.yaml"))  # not recursive: skips scheduler/
+TASKS = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
+MARKS = ("H3K4me3", "H3K27ac")
+MARK = "+".join(MARKS)
+
+
+def _model_tasks(config: Path) -> list[str]:
+    # Composed, not read from the file: a config may inherit its tasks (graphreg_gatv2).
+    return list(compose([f"model={config.stem}"]).model.get("tasks") or TASKS)
+
+
+CASES = [pytest.param(c.stem, task, id=f"{c.stem}-{task}") for c in MODEL_CONFIGS for task in _model_tasks(c)]
+FIRST_TASK = [pytest.param(c.stem, _model_tasks(c)[0], id=c.stem) for c in MODEL_CONFIGS]
+
+
+def test_every_model_config_is_collected():
+    assert {c.stem for c in MODEL_CONFIGS} >= {"linear", "promoter_cnn", "chromoformer", "graphreg", "graphreg_gatv2", "epi_cnn"}
+    assert len(CASES) >= len(MODEL_CONFIGS)
+
+
+# ----------------------------------------------------------------------------- tiny data
+
+SIZES = {"chr1": 1_500_000, "chr2": 1_200_000}  # GraphReg: one (padded) 6 Mb window each
+
+
+def _genes() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rpkm = rng.gamma(1.0, 10.0, 8)
+    return pd.DataFrame(
+        {
+            "gene_id": [f"g{i}" for i in range(8)],
+            "chrom": ["chr1"] * 5 + ["chr2"] * 3,
+            "tss": [200_000, 400_000, 600_000, 800_000, 1_000_000, 300_000, 500_000, 900_000],
+            "strand": ["+", "-", "+", "-", "+", "-", "+", "+"],
+            "rpkm": rpkm,
+            "target": np.log2(rpkm + 1),
+            "label": (rpkm >= np.median(rpkm)).astype(int),
+        }
+    )
+
+
+def _contacts(genes: pd.DataFrame) -> pd.DataFrame:
+    """Each TSS linked to a 2 kb element 60 kb downstream (strong) and 120 kb upstream
+    (weak, dropped by the threshold); both anchors lie inside every model's reach."""
+    rows = []
+    for g in genes.itertuples():
+        rows.append((g.chrom, g.tss, g.tss + 1, g.chrom, g.tss + 60_000, g.tss + 62_000, g.gene_id, 4.0))
+        rows.append((g.chrom, g.tss, g.tss + 1, g.chrom, g.tss - 120_000, g.tss - 118_000, g.gene_id, 1.0))
+    frame = pd.DataFrame(rows, columns=["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"])
+    return ContactFilter("frequency", 1.5).apply(read_interactions(frame))
+
+
+def _context(target_column: str) -> DataContext:
+    rng = np.random.default_rng(1)
+    tracks = SignalTracks({c: rng.gamma(0.5, 2.0, (n // 100, len(MARKS))).astype(np.float32) for c, n in SIZES.items()}, MARKS)
+    genes = _genes()
+    return DataContext(tracks, genes, _contacts(genes), "E003", MARKS, target_column)
+
+
+def _cfg(model: str, task: str):
+    return compose([f"model={model}", f"task={task}", f"mark={MARK}", "trainer=debug", "logger=none"])
+
+
+def _objective(cfg):
+    # As the job does: count models bring their own objective, others take the task's.
+    return instantiate(cfg.model.get("objective") or cfg.task.objective)
+
+
+def _batch(cfg, objective) -> dict:
+    dataset = instantiate(cfg.model.inputs)(_context(objective.target_column), np.arange(8))
+    assert len(dataset) > 0
+    return dataset.__getitems__(list(range(min(len(dataset), 4))))
+
+
+def _check_output(out: torch.Tensor, objective, batch: dict) -> None:
+    y = batch["y"]
+    if y.dim() == 1:  # one target per gene
+        assert tuple(out.shape) == (y.shape[0], objective.out_dim)
+    else:  # per-bin targets (B, S) of the middle nodes: the net predicts every node
+        assert out.dim() == 2 and out.shape[0] == y.shape[0] and out.shape[1] >= y.shape[1]
+    pred, target, gene = objective.gene_outputs(out, batch)
+    assert pred.dim() == target.dim() == gene.dim() == 1
+    assert len(pred) == len(target) == len(gene) == len(batch["gene"]) > 0
+    assert torch.isfinite(pred).all()
+
+
+# ----------------------------------------------------------------------------- per config
+
+
+@pytest.mark.parametrize("model,task", CASES)
+def test_config_builder_batch_net_objective(model, task):
+    cfg = _cfg(model, task)
+    assert cfg.model.name == model, "a model config's name must be its file name"
+    assert cfg.model.tasks and set(cfg.model.tasks) <= set(TASKS)
+    objective = _objective(cfg)
+    batch = _batch(cfg, objective)
+
+    torch.manual_seed(0)
+    net = instantiate(cfg.model.net).train()  # n_marks resolved from mark= by the config
+    out = net(**batch["x"])
+    _check_output(out, objective, batch)
+
+    loss = objective.loss(out, batch)
+    if hasattr(net, "penalty"):
+        loss = loss + net.penalty()
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
+    assert trainable
+    # None = the parameter is not on the path to the loss (dead weight); a zero gradient can
+    # be legitimate (the zero-initialised linear model's bias on a balanced batch).
+    missing = [name for name, p in trainable.items() if p.grad is None]
+    assert not missing, f"parameters without a gradient: {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in trainable.values())
+    assert any(p.grad.abs().sum() > 0 for p in trainable.values())
+
+    # reset_parameters undoes training and is deterministic under a seed; the stand-in for
+    # training moves every weight (a real step leaves zero-gradient entries in place)
+    with torch.no_grad():
+        for p in trainable.values():
+            p.add_(torch.rand_like(p) + 0.1)
+    trained = {name: p.detach().clone() for name, p in trainable.items()}
+    torch.manual_seed(7)
+    net.reset_parameters()
+    unchanged = [name for name, p in net.named_parameters() if name in trained and torch.equal(p, trained[name])]
+    assert not unchanged, f"reset_parameters left trained values in: {unchanged}"
+    other = instantiate(cfg.model.net)
+    torch.manual_seed(7)
+    other.reset_parameters()
+    state, other_state = net.state_dict(), other.state_dict()
+    assert state.keys() == other_state.keys()
+    assert all(torch.equal(state[k], other_state[k]) for k in state), "reset_parameters is not deterministic"
+
+    summary = net.extra_repr()
+    assert f"n_marks={len(MARKS)}" in summary and summary.splitlines()[0] in repr(net).splitlines()[0] + summary
+
+
+@pytest.mark.parametrize("model,task", FIRST_TASK)
+def test_config_runs_a_whole_job(tmp_path, small_synthetic, model, task):
+    overrides = [f"model={model}", f"task={task}", "trainer=debug", f"mark={MARK}"]
+    cfg = job_cfg(tmp_path, small_synthetic, *overrides, *_smaller(compose([f"model={model}"]).model))
+    train(cfg)
+    record = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["model"] == model and record["n_params"] > 0
+    assert record["test"] and all(math.isfinite(v) or math.isnan(v) for v in record["test"].values())
+    predictions = pd.read_csv(tmp_path / "job" / "predictions.csv")
+    assert set(predictions.split) == {"train", "val", "test"} and predictions.gene_id.is_unique
+
+
+def _smaller(model_cfg) -> list[str]:
+    """Overrides that only keep a whole job quick on 2 cores (the configured sizes are
+    exercised by the test above): batches of at most 8 items, and a net whose config has a
+    width ``d`` (the GraphReg family) at width 16."""
+    overrides = [f"model.{key}=8" for key in ("batch_size", "eval_batch_size") if (model_cfg.get(key) or 0) > 8]
+    return overrides + (["model.net.d=16"] if "d" in model_cfg.net else [])
