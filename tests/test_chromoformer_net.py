@@ -1,5 +1,5 @@
 """Chromoformer network: shapes, exact parameter counts, gradients, masks, batch invariance,
-dtype/device handling, the exact TSS-query shortcut, and input validation."""
+dtype/device handling, the exact TSS-query shortcut, input validation, reset and summary."""
 
 from __future__ import annotations
 
@@ -69,6 +69,28 @@ def test_output_and_branch_embedding_shapes(out_dim):
 def test_parameter_counts_match_the_published_trained_parameters():
     assert n_trainable(Chromoformer(n_marks=7, out_dim=1)) == 5_341_457
     assert n_trainable(Chromoformer(n_marks=7, out_dim=2)) == 5_341_586
+
+
+def test_reset_parameters_redraws_the_weights_of_construction():
+    torch.manual_seed(5)
+    built = Chromoformer(n_marks=2, **SMALL)
+    net = Chromoformer(n_marks=2, **SMALL)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # stands in for training: moves every weight, frequency gains included
+    torch.manual_seed(5)
+    net.reset_parameters()
+    reference = built.state_dict()
+    assert all(torch.equal(value, reference[key]) for key, value in net.state_dict().items())
+    gains = [m.bias_gain for m in net.modules() if isinstance(m, MultiHeadAttention) and m.bias_gain is not None]
+    assert len(gains) == 3 * SMALL["regulation_layers"] and all(torch.equal(g, torch.ones_like(g)) for g in gains)
+
+
+def test_summary_names_the_hyper_parameters():
+    summary = Chromoformer(n_marks=7).extra_repr()
+    assert summary == ("n_marks=7, out_dim=1, resolutions=(2000, 500, 100), window_bp=40000, i_max=8, "
+                       "d_emb=128, layers=(embed=1, pairwise=2, regulation=6), dropout=0.0")
+    assert repr(Chromoformer(n_marks=7)).splitlines()[1].strip() == summary
 
 
 @pytest.mark.parametrize("n_marks", range(1, 8))

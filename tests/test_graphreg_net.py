@@ -1,4 +1,5 @@
-"""Epi-GraphReg and Epi-CNN networks: shapes, graph batching, empty graphs, options, training."""
+"""Epi-GraphReg and Epi-CNN networks: shapes, graph batching, empty graphs, options, training,
+and the attention weights GraphReg returns on request."""
 
 from __future__ import annotations
 
@@ -132,3 +133,54 @@ def test_a_few_steps_reduce_the_loss(model_cls):
         loss().backward()
         optimizer.step()
     assert loss().item() < before - 0.1
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+@pytest.mark.parametrize("attention", ["gat", "gatv2"])
+def test_attention_weights_are_a_softmax_over_each_nodes_incoming_edges(attention):
+    model = EpiGraphReg(n_marks=3, d=16, heads=2, gat_dim=8, attention=attention).eval()
+    x = torch.randn(2, 3, SMALL_L)
+    edge_index = torch.cat([_edges((0, 19), (3, 4), (3, 15)), _edges((2, 9)) + 20], dim=1)
+    with torch.no_grad():
+        out, attention_weights = model(x=x, edge_index=edge_index, return_attention=True)
+        torch.testing.assert_close(out, model(x=x, edge_index=edge_index), rtol=0, atol=0)
+    n_nodes = 2 * 20
+    assert len(attention_weights) == model.n_gat_layers == 2
+    for layer_edges, alpha in attention_weights:
+        # the graph's edges plus one self-loop per node, in batched ids
+        assert layer_edges.shape == (2, edge_index.shape[1] + n_nodes) and alpha.shape == (layer_edges.shape[1], 2)
+        assert _pairs(layer_edges) == _pairs(edge_index) | {(i, i) for i in range(n_nodes)}
+        assert bool((alpha >= 0).all())
+        per_receiver = torch.zeros(n_nodes, 2).index_add_(0, layer_edges[1], alpha)
+        torch.testing.assert_close(per_receiver, torch.ones(n_nodes, 2))
+    # a node with no contact attends only to itself
+    isolated = (attention_weights[0][0][1] == 7)
+    assert torch.equal(attention_weights[0][1][isolated], torch.ones(1, 2))
+
+
+def _pairs(edge_index: torch.Tensor) -> set[tuple[int, int]]:
+    return set(map(tuple, edge_index.T.tolist()))
+
+
+def _sender_rankings(model: EpiGraphReg) -> torch.Tensor:
+    """Every receiver 0..7 hears the same senders 10..14: (receiver, head, senders by weight)."""
+    receivers, senders = range(8), range(10, 15)
+    edge_index = torch.tensor([(s, r) for r in receivers for s in senders]).T
+    with torch.no_grad():
+        _, [(layer_edges, alpha), _] = model(x=torch.randn(1, 3, SMALL_L), edge_index=edge_index, return_attention=True)
+    heard = layer_edges[0] != layer_edges[1]  # drop the self-loops
+    weights = alpha[heard].reshape(len(receivers), len(senders), -1)  # edges come receiver by receiver
+    assert layer_edges[0][heard].reshape(len(receivers), len(senders)).eq(torch.tensor(senders)).all()
+    return weights.argsort(dim=1).transpose(1, 2)
+
+
+def test_gat_ranks_neighbours_alike_for_every_node_gatv2_does_not():
+    """The README's claim: GATConv's attention is static — softmax(LeakyReLU(a_s·W h_s +
+    a_r·W h_r)) is monotone in the sender's term, so every receiver ranks the same senders in
+    the same order — while GATv2 scores each (receiver, sender) pair jointly."""
+    static = _sender_rankings(EpiGraphReg(n_marks=3, d=16, heads=4, gat_dim=8, attention="gat").eval())
+    dynamic = _sender_rankings(EpiGraphReg(n_marks=3, d=16, heads=4, gat_dim=8, attention="gatv2").eval())
+    assert torch.equal(static, static[:1].expand_as(static))
+    assert not torch.equal(dynamic, dynamic[:1].expand_as(dynamic))

@@ -198,3 +198,103 @@ def _smaller(model_cfg) -> list[str]:
     width ``d`` (the GraphReg family) at width 16."""
     overrides = [f"model.{key}=8" for key in ("batch_size", "eval_batch_size") if (model_cfg.get(key) or 0) > 8]
     return overrides + (["model.net.d=16"] if "d" in model_cfg.net else [])
+
+
+# ----------------------------------------------------------------------------- per net
+
+B = 3  # genes (or windows) in a batch
+
+
+def _chromoformer_inputs(n_marks: int, window_bp: int, i: int) -> dict:
+    """promoter[r]: (B, M, L_r); pcres[r]: (B, I, M, L_r); pcre_bin_mask[r]: (B, I, L_r) bool;
+    pcre_mask: (B, I) bool; freq: (B, I), with L_r = window_bp // r."""
+    resolutions = (2000, 500, 100)
+    return {
+        "promoter": {r: torch.rand(B, n_marks, window_bp // r) for r in resolutions},
+        "pcres": {r: torch.rand(B, i, n_marks, window_bp // r) for r in resolutions},
+        "pcre_bin_mask": {r: torch.ones(B, i, window_bp // r, dtype=torch.bool) for r in resolutions},
+        "pcre_mask": torch.tensor([[True, False], [True, True], [False, False]]),
+        "freq": torch.rand(B, i),
+    }
+
+
+def _graph(n_nodes: int) -> torch.Tensor:
+    """(2, E) edges over the B windows' batched nodes (id = b * N + n), both directions."""
+    pairs = torch.tensor([[1, 7], [0, 19], [1 * n_nodes + 2, 1 * n_nodes + 9]])
+    return torch.cat([pairs.T, pairs.T.flip(0)], dim=1)
+
+
+def _nets():
+    from epx.models.chromoformer import Chromoformer
+    from epx.models.epi_cnn import EpiCNN
+    from epx.models.graphreg import EpiGraphReg
+    from epx.models.linear import LinearHistone
+    from epx.models.promoter_cnn import PromoterCNN
+
+    small_chromoformer = dict(d_emb=16, embed_ff=16, pairwise_ff=16, regulation_layers=1, regulation_heads=2,
+                              regulation_d=16, regulation_ff=16, d_head=16)
+    # name: (net, inputs, output shape, what extra_repr must name)
+    return {
+        # x: (B, M, L) -> (B, out_dim)
+        "LinearHistone": (lambda: LinearHistone(n_marks=3, n_bins=60, out_dim=2),
+                          lambda: {"x": torch.rand(B, 3, 60)}, (B, 2), ["n_bins=60", "out_dim=2", "l2="]),
+        # x: (B, M, L) -> (B, out_dim)
+        "PromoterCNN": (lambda: PromoterCNN(n_marks=3, n_bins=60, out_dim=1),
+                        lambda: {"x": torch.rand(B, 3, 60)}, (B, 1), ["n_bins=60", "channels=(175, 350, 700)"]),
+        # promoter/pcres/masks at 3 resolutions, pcre_mask/freq: (B, I) -> (B, out_dim)
+        "Chromoformer": (lambda: Chromoformer(n_marks=3, out_dim=2, window_bp=4000, i_max=2, **small_chromoformer),
+                         lambda: _chromoformer_inputs(3, 4000, 2), (B, 2),
+                         ["resolutions=(2000, 500, 100)", "window_bp=4000", "i_max=2", "d_emb=16"]),
+        # x: (B, M, L), edge_index: (2, E) over B * N nodes -> (B, N), N = L // 50
+        "EpiGraphReg": (lambda: EpiGraphReg(n_marks=3, d=16, heads=2, gat_dim=8),
+                        lambda: {"x": torch.rand(B, 3, 1000), "edge_index": _graph(20)}, (B, 20),
+                        ["d=16", "heads=2", "gat_dim=8", "attention='gat'", "output='exp'"]),
+        # x: (B, M, L) -> (B, N), N = L // 50 (edge_index accepted and ignored)
+        "EpiCNN": (lambda: EpiCNN(n_marks=3, d=16, channels=8, n_dilated_blocks=2),
+                   lambda: {"x": torch.rand(B, 3, 1000)}, (B, 20), ["d=16", "channels=8", "n_dilated_blocks=2"]),
+    }
+
+
+NETS = _nets()
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_net_shapes(name):
+    make, inputs, shape, _ = NETS[name]
+    torch.manual_seed(0)
+    net = make().eval()
+    with torch.no_grad():
+        out = net(**inputs())
+    assert tuple(out.shape) == shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_net_repr_names_its_hyper_parameters(name):
+    make, _, _, keys = NETS[name]
+    net = make()
+    first_line = repr(net).splitlines()[1].strip()  # nn.Module prints extra_repr first
+    assert first_line == net.extra_repr() and "n_marks=3" in first_line
+    assert all(key in first_line for key in keys), first_line
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_net_reset_is_seeded_and_undoes_training(name):
+    make, inputs, _, _ = NETS[name]
+    net, other = make().train(), make()
+    initial = [p.detach().clone() for p in net.parameters()]
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (net(**inputs()).float() - 1).pow(2).mean().backward()
+        optimizer.step()
+    trained = [p.detach().clone() for p in net.parameters()]
+    moved = [i for i, (a, b) in enumerate(zip(initial, trained)) if not torch.equal(a, b)]
+    assert moved
+    torch.manual_seed(3)
+    net.reset_parameters()
+    torch.manual_seed(3)
+    other.reset_parameters()
+    after = list(net.parameters())
+    assert all(not torch.equal(after[i], trained[i]) for i in moved)
+    for (key, value), other_value in zip(net.state_dict().items(), other.state_dict().values()):
+        assert torch.equal(value, other_value), key
