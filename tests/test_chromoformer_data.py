@@ -10,6 +10,7 @@ import torch
 from epx.data.inputs.chromoformer import ChromoformerInputs
 from epx.data.inputs.context import DataContext
 from epx.data.prepare.interactions import ContactFilter
+from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.io.bedpe import read_interactions
 from epx.data.inputs.pcres import select_pcres
 from epx.data.tracks import SignalTracks
@@ -19,7 +20,7 @@ from epx.run import train
 
 
 def bedpe(rows):
-    return read_interactions(pd.DataFrame(rows, columns=["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]))
+    return read_interactions(pd.DataFrame(rows, columns=BEDPE_COLUMNS))
 
 
 GENES = pd.DataFrame({"gene_id": ["a", "b", "c"], "chrom": ["chr1", "chr1", "chr2"], "tss": [10_000, 50_000, 5_000], "strand": ["+", "-", "+"]})

@@ -21,6 +21,7 @@ from conftest import write_bigwig
 from epx.data.inputs.graphreg.windows import GraphRegInputs
 from epx.data.inputs.context import DataContext
 from epx.data.prepare.interactions import ContactFilter
+from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.io.bedpe import empty_interactions, read_interactions
 from epx.data.tracks import SignalTracks
 from epx.models.graphreg import EpiGraphReg
@@ -55,7 +56,7 @@ def _genes() -> pd.DataFrame:
 
 
 def _bedpe(rows) -> pd.DataFrame:
-    return read_interactions(pd.DataFrame(rows, columns=["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]))
+    return read_interactions(pd.DataFrame(rows, columns=BEDPE_COLUMNS))
 
 
 INTERACTIONS = [

@@ -39,6 +39,7 @@ from epx.cli import compose
 from epx.data.inputs.context import DataContext
 from epx.data.prepare.interactions import ContactFilter
 from epx.data.tracks import SignalTracks
+from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.io.bedpe import read_interactions
 from epx.run import train
 from test_train import job_cfg
@@ -91,7 +92,7 @@ def _contacts(genes: pd.DataFrame) -> pd.DataFrame:
     for g in genes.itertuples():
         rows.append((g.chrom, g.tss, g.tss + 1, g.chrom, g.tss + 60_000, g.tss + 62_000, g.gene_id, 4.0))
         rows.append((g.chrom, g.tss, g.tss + 1, g.chrom, g.tss - 120_000, g.tss - 118_000, g.gene_id, 1.0))
-    frame = pd.DataFrame(rows, columns=["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"])
+    frame = pd.DataFrame(rows, columns=BEDPE_COLUMNS)
     return ContactFilter("frequency", 1.5).apply(read_interactions(frame))
 
 
