@@ -41,9 +41,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from omegaconf import OmegaConf
-
-from epx.analysis.grid import expected_grid
+from epx.analysis.grid import expected_grid, read_yaml
 from epx.errors import InputError
 from epx.io.atomic import atomic_write
 from epx.record import FILE_NAME as RECORD_NAME
@@ -61,17 +59,6 @@ _MAX_ERROR_CHARS = 500
 
 
 # ---------------------------------------------------------------- small value helpers
-
-
-def _read_yaml(path: Path) -> Any:
-    """Plain container of a YAML file, or None when absent/corrupt (never raises)."""
-    if not path.is_file():
-        return None
-    try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as exc:  # a half-written YAML must not stop the summary
-        log.warning("summary: ignoring unreadable %s (%s)", path, exc)
-        return None
 
 
 def _known(value: Any) -> Any:
@@ -196,7 +183,7 @@ def _row(job: str, job_dir: Path | None, overrides: Sequence[str], base_identity
     identity = dict(base_identity)
     if job_dir is not None:
         job_identity = _identity_from_config(
-            _read_yaml(job_dir / ".hydra" / "config.yaml"), _read_yaml(job_dir / ".hydra" / "hydra.yaml")
+            read_yaml(job_dir / ".hydra" / "config.yaml"), read_yaml(job_dir / ".hydra" / "hydra.yaml")
         )
         identity.update({key: value for key, value in job_identity.items() if value is not None})
     if record is None:
@@ -244,7 +231,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
             f"{sweep_dir} is not a Hydra sweep dir: it has no readable grid.json or multirun.yaml and no "
             f"job dirs (<job>/.hydra or <job>/{RECORD_NAME}); pass the hydra.sweep.dir of a multirun"
         )
-    multirun = _read_yaml(sweep_dir / "multirun.yaml")
+    multirun = read_yaml(sweep_dir / "multirun.yaml")
     base_identity = _identity_from_config(multirun, _dict(multirun).get("hydra"))
 
     # A job dir belongs to the grid job whose overrides it records; by name (= job num)
@@ -253,7 +240,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
     claimed: dict[int, Path] = {}
     extra: list[tuple[Path, list[str]]] = []
     for job_dir in sorted(found, key=lambda path: _natural_key(path.name)):
-        recorded = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
+        recorded = read_yaml(job_dir / ".hydra" / "overrides.yaml")
         overrides = [str(item) for item in recorded] if isinstance(recorded, list) else None
         index = by_overrides.get(tuple(overrides)) if overrides is not None else None
         if index is None and overrides is None and job_dir.name.isdigit() and int(job_dir.name) < len(grid):

@@ -99,8 +99,8 @@ def read_grid(sweep_dir: str | os.PathLike) -> list[list[str]] | None:
     return [[str(item) for item in job] for job in jobs]
 
 
-def _read_multirun(sweep_dir: Path) -> Any:
-    path = sweep_dir / "multirun.yaml"
+def read_yaml(path: Path) -> Any:
+    """Plain container of a YAML file, or None when absent/corrupt (never raises)."""
     if not path.is_file():
         return None
     try:
@@ -113,7 +113,7 @@ def _read_multirun(sweep_dir: Path) -> Any:
 def grid_from_multirun(sweep_dir: str | os.PathLike) -> list[list[str]]:
     """The jobs ``<SWEEP>/multirun.yaml`` describes; ``[]`` when it is absent, unreadable,
     or from another sweeper."""
-    multirun = _read_multirun(Path(sweep_dir))
+    multirun = read_yaml(Path(sweep_dir) / "multirun.yaml")
     if not isinstance(multirun, dict):
         return []
     arguments = sweep_arguments(multirun.get("hydra"))
