@@ -1,6 +1,5 @@
 """Chromoformer inputs: pCRE selection, batch assembly, strand, and a fast_dev_run job."""
 
-import json
 
 import numpy as np
 import pandas as pd

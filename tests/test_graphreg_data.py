@@ -22,7 +22,7 @@ from epx.data.inputs.graphreg.windows import GraphRegInputs
 from epx.data.inputs.context import DataContext
 from epx.data.prepare.interactions import ContactFilter
 from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
-from epx.io.bedpe import empty_interactions, read_interactions
+from epx.io.bedpe import read_interactions
 from epx.data.tracks import SignalTracks
 from epx.models.graphreg import EpiGraphReg
 from epx.train.counts import PoissonCounts

@@ -4,7 +4,6 @@ Excluded from the default run; run with ``pytest -m slow`` (a GPU makes the Chro
 one practical). Each asserts the figure its issue asks for.
 """
 
-import json
 
 import numpy as np
 import pytest
