@@ -180,3 +180,15 @@ def test_chromosome_naming_rules():
         check_naming(["1"], SIZES, what="a", reference_what="b")
     with pytest.raises(InputError, match="shares no chromosome"):
         check_naming(["chr5"], SIZES, what="a", reference_what="b")
+
+
+def test_a_truncated_bigwig_is_one_error_naming_the_file_and_the_fix(tmp_path):
+    """A download cut short: pyBigWig's own 'Unknown error during file opening' names neither."""
+    sizes = {"chr1": 200_000}
+    whole = write_bigwig(tmp_path / "whole.bigwig", sizes, {"chr1": np.arange(200_000) % 7})
+    for keep in (0, 100, 3_000, whole.stat().st_size // 2):
+        cut = tmp_path / f"cut{keep}.bigwig"
+        cut.write_bytes(whole.read_bytes()[:keep])
+        for read in (lambda p: read_binned(p, sizes), read_chrom_sizes):
+            with pytest.raises(InputError, match=rf"{cut.name}.*(re-download|truncated)"):
+                read(cut)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -111,12 +112,53 @@ def _read_span(bw, chrom: str, start: int, end: int, bin_bp: int) -> np.ndarray 
     return _bin_sum_mean(bw.values(chrom, start, end, numpy=True), bin_bp)
 
 
-def _read_bigwig(path: Path, chrom_sizes: Mapping[str, int], bin_bp: int, span_bp: int) -> dict[str, np.ndarray]:
+BROKEN_FIX = "re-download it (epx download resumes and verifies sizes) or re-convert it (epx convert)"
+
+
+BIGWIG_MAGIC = 0x888FFC26
+_HEADER = struct.Struct("<IHHQQQHHQQIQ")  # the 64-byte bigWig header (UCSC's bbiFile layout)
+_ZOOM = struct.Struct("<IIQQ")  # one zoom-level header: reduction, reserved, data and index offsets
+
+
+def check_structure(path: Path) -> None:
+    """Refuse a file whose header points past its end: libBigWig may crash the process
+    (not raise) on such a truncated file, so this is checked before pyBigWig sees it."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(_HEADER.size)
+        if len(head) < _HEADER.size:
+            raise InputError(f"{path}: {size} bytes, shorter than a bigWig header; it is truncated or empty: {BROKEN_FIX}")
+        magic, _, n_zoom, chrom_tree, data, index, _, _, autosql, summary, _, _ = _HEADER.unpack(head)
+        if magic != BIGWIG_MAGIC:
+            raise InputError(f"{path} is not a bigWig (wrong magic number; bigBed, bedGraph or another format?): {BROKEN_FIX}")
+        offsets = [chrom_tree, data, index, autosql, summary]
+        zooms = handle.read(_ZOOM.size * n_zoom)
+        if len(zooms) < _ZOOM.size * n_zoom:
+            raise InputError(f"{path}: cut short inside its zoom headers ({size} bytes): {BROKEN_FIX}")
+        for k in range(n_zoom):
+            offsets += _ZOOM.unpack_from(zooms, k * _ZOOM.size)[2:]
+    if max(offsets) >= size:
+        raise InputError(f"{path}: {size} bytes, but its header points to byte {max(offsets)}; the file is truncated: {BROKEN_FIX}")
+
+
+def open_for_reading(path: str | os.PathLike):
+    """An open pyBigWig handle, or one ``InputError`` naming the file and the fix: pyBigWig's
+    own error for a truncated or foreign file ("Unknown error during file opening") names neither."""
+    path = Path(path)
     if not path.exists():
         raise InputError(f"bigWig not found: {path}")
-    bw = pyBigWig.open(str(path))
+    check_structure(path)
+    try:
+        bw = pyBigWig.open(str(path))
+    except RuntimeError as err:
+        raise InputError(f"{path} is not a readable bigWig ({err}); it is truncated or another format: {BROKEN_FIX}") from err
     if bw is None or not bw.isBigWig():
-        raise InputError(f"{path} is not a readable bigWig file (truncated download or another format?)")
+        raise InputError(f"{path} is not a readable bigWig file (truncated download or another format?): {BROKEN_FIX}")
+    return bw
+
+
+def _read_bigwig(path: Path, chrom_sizes: Mapping[str, int], bin_bp: int, span_bp: int) -> dict[str, np.ndarray]:
+    bw = open_for_reading(path)
     try:
         present = bw.chroms()
         check_naming(present, chrom_sizes, what=str(path), reference_what="the dataset's chromosome sizes")
@@ -128,7 +170,10 @@ def _read_bigwig(path: Path, chrom_sizes: Mapping[str, int], bin_bp: int, span_b
                 stop = min(length, present[chrom])
                 for start in range(0, stop, span_bp):
                     end = min(start + span_bp, stop)
-                    part = _read_span(bw, chrom, start, end, bin_bp)
+                    try:
+                        part = _read_span(bw, chrom, start, end, bin_bp)
+                    except RuntimeError as err:  # a header that opens but data blocks cut short
+                        raise InputError(f"{path}: cannot read {chrom}:{start}-{end} ({err}); the file is damaged: {BROKEN_FIX}") from err
                     if part is not None:
                         binned[start // bin_bp : start // bin_bp + part.shape[0]] = part
                 _check_values(binned, f"{path} ({chrom})")

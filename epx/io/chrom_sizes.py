@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import pyBigWig
-
 from epx.errors import InputError
+from epx.io.bigwig import open_for_reading
 from epx.io.atomic import write_text
 
 BIGWIG_SUFFIXES = (".bw", ".bigwig", ".bigWig")
@@ -28,9 +27,7 @@ def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
     if not path.exists():
         raise InputError(f"chrom sizes file not found: {path}")
     if path.name.endswith(BIGWIG_SUFFIXES):
-        bw = pyBigWig.open(str(path))
-        if bw is None:
-            raise InputError(f"{path} is not a readable bigWig file")
+        bw = open_for_reading(path)
         try:
             return dict(bw.chroms())
         finally:
