@@ -186,7 +186,9 @@ def test_a_truncated_bigwig_is_one_error_naming_the_file_and_the_fix(tmp_path):
     """A download cut short: pyBigWig's own 'Unknown error during file opening' names neither."""
     sizes = {"chr1": 200_000}
     whole = write_bigwig(tmp_path / "whole.bigwig", sizes, {"chr1": np.arange(200_000) % 7})
-    for keep in (0, 100, 3_000, whole.stat().st_size // 2):
+    size = whole.stat().st_size
+    # libBigWig crashed the process (no exception) on some of these cuts before the header check
+    for keep in (0, 100, 3_000, *range(size // 25, size, size // 25)):
         cut = tmp_path / f"cut{keep}.bigwig"
         cut.write_bytes(whole.read_bytes()[:keep])
         for read in (lambda p: read_binned(p, sizes), read_chrom_sizes):
