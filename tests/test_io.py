@@ -192,5 +192,11 @@ def test_a_truncated_bigwig_is_one_error_naming_the_file_and_the_fix(tmp_path):
         cut = tmp_path / f"cut{keep}.bigwig"
         cut.write_bytes(whole.read_bytes()[:keep])
         for read in (lambda p: read_binned(p, sizes), read_chrom_sizes):
-            with pytest.raises(InputError, match=rf"{cut.name}.*(re-download|truncated)"):
-                read(cut)
+            # either one clear error, or (a cut that spares what this reader needs) the same answer
+            try:
+                got = read(cut)
+            except InputError as err:
+                assert cut.name in str(err) and ("re-download" in str(err) or "truncated" in str(err))
+                continue
+            expected = read(whole)
+            assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in got), (keep, read)
