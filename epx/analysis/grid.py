@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 GRID_NAME = "grid.json"
 GRID_SCHEMA_VERSION = 1
-# Compared as a string from the saved config, never imported.
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# The basic sweeper is recognised by its class name in the saved config (its module path
+# is private to Hydra and may move); other sweepers choose their jobs at run time.
+BASIC_SWEEPER = "BasicSweeper"
 
 
 def expand_overrides(arguments: Sequence[str]) -> list[list[str]]:
@@ -70,7 +71,7 @@ def sweep_arguments(hydra_node: Any) -> list[str] | None:
     ``hydra`` node; None when the sweeper is not Hydra's basic one."""
     hydra_node = hydra_node if isinstance(hydra_node, dict) else {}
     sweeper = hydra_node.get("sweeper") or {}
-    if sweeper.get("_target_", BASIC_SWEEPER) != BASIC_SWEEPER:
+    if str(sweeper.get("_target_", BASIC_SWEEPER)).rsplit(".", 1)[-1] != BASIC_SWEEPER:
         return None
     arguments = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
     arguments += [str(item) for item in (hydra_node.get("overrides") or {}).get("task") or []]

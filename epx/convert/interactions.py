@@ -48,7 +48,6 @@ Contract:
 
 from __future__ import annotations
 
-import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,10 +55,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from epx.data.prepare.interactions import SCORE_FILTERS  # the dataset's own keep rule
 from epx.io.bedpe import COLUMNS, write_interactions
 
-# Score kind → comparison that keeps a row: SCORE_KINDS[kind](score, threshold).
-SCORE_KINDS = {"frequency": operator.ge, "qvalue": operator.le}
 
 Column = str | int
 
@@ -81,8 +79,8 @@ class InteractionFormat:
     one_based: bool = False  # source starts are 1-based inclusive
 
     def __post_init__(self) -> None:
-        if self.score_kind not in SCORE_KINDS:
-            raise ValueError(f"score_kind {self.score_kind!r} is not one of {sorted(SCORE_KINDS)}")
+        if self.score_kind not in SCORE_FILTERS:
+            raise ValueError(f"score_kind {self.score_kind!r} is not one of {sorted(SCORE_FILTERS)}")
 
 
 PRESETS: dict[str, InteractionFormat] = {
@@ -169,7 +167,7 @@ def convert_interactions(
         }
     )
     if threshold is not None:
-        bedpe = bedpe[SCORE_KINDS[fmt.score_kind](score, threshold)]
+        bedpe = bedpe[SCORE_FILTERS[fmt.score_kind](score, threshold)]
 
     write_interactions(bedpe, out)
     return len(bedpe)

@@ -24,7 +24,8 @@ from pathlib import Path
 from epx.constants import MARKS, ROADMAP_CELLS
 from epx.convert.expression import rpkm_to_expression
 from epx.convert.gtf import gtf_to_tss
-from epx.convert.interactions import PRESETS, SCORE_KINDS, convert_interactions, resolve_format
+from epx.convert.interactions import PRESETS, convert_interactions, resolve_format
+from epx.data.prepare.interactions import SCORE_FILTERS
 from epx.convert.tagalign import tagalign_to_bigwig
 from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.roadmap.download import download_roadmap, load_manifest
@@ -176,7 +177,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                        help="pchic: CHiCAGO ibed; hichip: FitHiChIP; hicdcplus: gi_list_write; custom: map every column")
     for name in BEDPE_COLUMNS:
         inter.add_argument(f"--{name}", default=None, metavar="COLUMN", help=f"source column for {name}")
-    inter.add_argument("--score-kind", choices=sorted(SCORE_KINDS), default=None)
+    inter.add_argument("--score-kind", choices=sorted(SCORE_FILTERS), default=None)
     inter.add_argument("--no-header", action="store_true", help="the table has no header; columns are 0-based indices")
     inter.add_argument("--one-based", action="store_true", help="the table's starts are 1-based")
     inter.add_argument("--threshold", type=float, default=None,
