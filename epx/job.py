@@ -7,12 +7,18 @@ finished with the job's status. An exception inside marks the record ``failed`` 
 error (``"TypeName: message"``) and is re-raised, so Hydra and the CLI still see it; a
 job therefore never leaves a ``running`` record behind unless the process itself was killed.
 ``job.save()`` writes the record mid-job (e.g. once the W&B run id is known).
+
+On the way in, the record gets ``host`` (``socket.gethostname()``) and ``pid``
+(``os.getpid()``) of the process running the job: a record still ``running`` whose process is
+gone is a killed job, and ``epx summarize`` reports it as ``killed`` (``epx.analysis.collect``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +44,7 @@ class Job:
     @contextlib.contextmanager
     def running(self) -> Iterator["Job"]:
         start = time.time()
+        self.record.host, self.record.pid = socket.gethostname(), os.getpid()
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             yield self

@@ -16,7 +16,20 @@ the job is (``kind``: ``train`` or ``predict``; ``source_job``: the trained job 
 came from), ``primary_metric`` (the objective's headline test metric), ``n_params``,
 ``n_genes`` per split, ``test`` metrics, ``status`` (``running`` | ``ok`` | ``failed``),
 ``error``, ``wall_seconds``, ``wandb`` (id, dir, mode, url), ``overrides`` (Hydra's task
-overrides), ``checkpoint`` (the weights that produced the predictions).
+overrides), ``checkpoint`` (the weights that produced the predictions), ``host`` and ``pid``
+(the machine and process that run the job, so a reader can tell a live ``running`` job from
+one whose process was killed), ``genes`` and ``interactions`` (what the job's inputs held
+and what it used, below). All of these are optional on read: an older record (or one of a
+job that stopped before its data were read) lacks them and reads as ``None`` / ``{}``.
+
+``genes`` (gene accounting; ``{}`` until the data are read): ``tss`` (genes in the TSS
+file), ``expression`` (genes in the expression table), ``used`` (int, genes in the
+splits), ``split`` (``{train, val, test: int}``), ``dropped`` (``{reason: int}``, one count
+per named reason a gene was left out) and ``dropped_total`` (int).
+
+``interactions`` (for models that read an interactions file; ``{}`` otherwise): ``read``
+(rows read), ``kept`` (rows the score threshold kept), ``matched`` (kept rows linked to a
+gene) and ``genes_linked`` (genes with at least one link).
 """
 
 from __future__ import annotations
@@ -63,6 +76,10 @@ class JobRecord:
     wandb: dict[str, Any] | None = None
     overrides: list[str] = field(default_factory=list)
     checkpoint: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    genes: dict[str, Any] = field(default_factory=dict)
+    interactions: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

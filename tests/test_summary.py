@@ -87,6 +87,10 @@ def metrics_for(overrides: list[str], *, status: str = "ok", test: dict | None =
         "test_cell": None,
         "n_params": 12345,
         "n_genes": {"train": 900, "val": 100, "test": 300},
+        "genes": {
+            "tss": 1334, "expression": 1334, "used": 1300, "split": {"train": 900, "val": 100, "test": 300},
+            "dropped": {"chromosome absent from the signals": 34}, "dropped_total": 34,
+        },
         "test": test if test is not None else {"pearson": 0.71, "spearman": 0.66, "mse": 1.3},
         "status": status,
         "error": None,
@@ -135,8 +139,8 @@ def test_csv_has_one_row_per_job_with_exact_values(mixed_sweep: Path) -> None:
     rows = read_csv(csv_path)
     assert list(rows[0]) == [
         "job", "cell", "mark", "fold", "model", "task", "seed", "test_cell", "status",
-        "n_params", "n_train", "n_val", "n_test", "primary_metric", "test_pearson", "test_spearman", "test_mse",
-        "wall_seconds", "wandb_id", "error", "overrides",
+        "n_params", "n_train", "n_val", "n_test", "genes_used", "genes_dropped", "primary_metric",
+        "test_pearson", "test_spearman", "test_mse", "wall_seconds", "wandb_id", "error", "overrides",
     ]  # fmt: skip
     assert [(r["job"], r["cell"], r["mark"], r["fold"], r["status"]) for r in rows] == [
         ("0", "E003", "H3K4me3", "0", "ok"),
@@ -148,7 +152,8 @@ def test_csv_has_one_row_per_job_with_exact_values(mixed_sweep: Path) -> None:
     assert ok == {
         "job": "0", "cell": "E003", "mark": "H3K4me3", "fold": "0", "model": "promoter_cnn",
         "task": "regression", "seed": "0", "test_cell": "", "status": "ok", "n_params": "12345",
-        "n_train": "900", "n_val": "100", "n_test": "300", "primary_metric": "pearson", "test_pearson": "0.71",
+        "n_train": "900", "n_val": "100", "n_test": "300", "genes_used": "1300", "genes_dropped": "34",
+        "primary_metric": "pearson", "test_pearson": "0.71",
         "test_spearman": "0.66", "test_mse": "1.3", "wall_seconds": "12.3", "wandb_id": "abc",
         "error": "", "overrides": "cell=E003 mark=H3K4me3 fold=0",
     }  # fmt: skip
@@ -324,6 +329,7 @@ def test_old_job_dir_without_schema_version_summarizes(tmp_path: Path) -> None:
         ("0", "ok", "auroc", "0.9", "3"),
         ("1", "failed", "auroc", "", "3"),
     ]
+    assert {(r["genes_used"], r["genes_dropped"]) for r in rows} == {("", "")}  # no gene accounting then
     (panel,) = heatmap_panels(collect_rows(tmp_path))
     assert panel.metric == "auroc"
     np.testing.assert_allclose(panel.values, [[0.9]])

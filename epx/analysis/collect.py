@@ -12,8 +12,10 @@ record ``metrics.json`` (``epx.record.JobRecord``, any schema version; DESIGN §
 found), grid jobs first in job-number order. A job dir belongs to the grid job whose
 overrides its ``.hydra/overrides.yaml`` records (by name only when it records none). Row
 keys are the ``summary.csv`` columns ``job, cell, mark, fold, model, task, seed, test_cell,
-status, n_params, n_train, n_val, n_test, primary_metric, test_<metric>…, wall_seconds,
-wandb_id, error, overrides``:
+status, n_params, n_train, n_val, n_test, genes_used, genes_dropped, primary_metric,
+test_<metric>…, wall_seconds, wandb_id, error, overrides`` (``genes_used`` /
+``genes_dropped``: the record's gene accounting, ``genes["used"]`` and
+``genes["dropped_total"]``; empty for records without it):
 
 - a job with a record: everything from the record (``primary_metric`` is the record's;
   version-1 records get it from their task, see ``epx.record``); identity the record lacks
@@ -51,7 +53,10 @@ from epx.selection import mark_label, parse_marks
 log = logging.getLogger(__name__)
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("cell", "mark", "fold", "model", "task", "seed", "test_cell")
-LEADING_COLUMNS = ("job", *IDENTITY_COLUMNS, "status", "n_params", "n_train", "n_val", "n_test", "primary_metric")
+LEADING_COLUMNS = (
+    "job", *IDENTITY_COLUMNS, "status", "n_params", "n_train", "n_val", "n_test", "genes_used", "genes_dropped",
+    "primary_metric",
+)
 TRAILING_COLUMNS = ("wall_seconds", "wandb_id", "error", "overrides")
 # Known metrics first in this order (regression, then classification); others alphabetically.
 METRIC_ORDER = ("pearson", "spearman", "mse", "auroc", "auprc", "accuracy")
@@ -146,13 +151,15 @@ def _identity_from_overrides(overrides: Sequence[str]) -> dict[str, Any]:
 
 def _fields_from_record(record: JobRecord) -> dict[str, Any]:
     fields = {key: getattr(record, key) for key in IDENTITY_COLUMNS if getattr(record, key) is not None}
-    n_genes, test = _dict(record.n_genes), _dict(record.test)
+    n_genes, test, genes = _dict(record.n_genes), _dict(record.test), _dict(record.genes)
     fields.update(
         status=str(record.status or "unknown"),
         n_params=_as_int(_number(record.n_params)),
         n_train=_as_int(_number(n_genes.get("train"))),
         n_val=_as_int(_number(n_genes.get("val"))),
         n_test=_as_int(_number(n_genes.get("test"))),
+        genes_used=_as_int(_number(genes.get("used"))),
+        genes_dropped=_as_int(_number(genes.get("dropped_total"))),
         primary_metric=record.primary_metric,
         wall_seconds=_number(record.wall_seconds),
         wandb_id=_dict(record.wandb).get("id"),
