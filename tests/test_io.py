@@ -33,7 +33,7 @@ def test_tss_round_trip(tmp_path):
     tss = pd.DataFrame({"gene_id": ["g2", "g1", "ENSG1_PAR_Y"], "chrom": ["chr2", "chr1", "chrX"], "tss": [0, 2_499, 17], "strand": ["-", "+", "+"]})
     path = write_tss(tss, tmp_path / "tss.bed")
     assert path.read_text().splitlines()[0] == "chr2\t0\t1\tg2\t0\t-"  # BED6, 0-based, score 0
-    pd.testing.assert_frame_equal(read_tss(path, SIZES), tss)
+    pd.testing.assert_frame_equal(read_tss(path), tss)
 
 
 def test_expression_round_trip(tmp_path):

@@ -9,7 +9,7 @@ from epx.io.bigwig import bin_mean, read_binned
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.data.prepare.contract import DatasetSpec
 from epx.errors import InputError
-from epx.io.expression import read_expression
+from epx.io.expression import read_expression, read_expression_table
 from epx.data.prepare.genes import classification_label, load_genes, regression_target
 from epx.io.bedpe import read_interactions
 from epx.io.tss import read_tss
@@ -67,9 +67,6 @@ def test_chromosome_naming_mismatch_is_reported(tmp_path):
     path = write_bigwig(tmp_path / "ens.bigwig", {"1": 1000}, {"1": np.ones(1000)})
     with pytest.raises(InputError, match="naming mismatch.*ens.bigwig.*'1'.*'chr1'"):
         read_binned(path, {"chr1": 1000})
-    tss = pd.DataFrame({"gene_id": ["a"], "chrom": ["1"], "tss": [10], "strand": ["+"]})
-    with pytest.raises(InputError, match="naming mismatch"):
-        read_tss(tss, {"chr1": 1000})
 
 
 def test_missing_bigwig_names_cell_mark_and_path(tiny_folder):
@@ -81,19 +78,28 @@ def test_missing_bigwig_names_cell_mark_and_path(tiny_folder):
     assert "H3K4me3:" not in msg
 
 
-def test_tss_outside_chromosome(tmp_path):
-    tss = pd.DataFrame({"gene_id": ["a", "b"], "chrom": ["chr1", "chr1"], "tss": [10, 5000], "strand": ["+", "-"]})
-    with pytest.raises(InputError, match="outside their chromosome.*b at chr1:5000"):
-        read_tss(tss, {"chr1": 1000})
+def test_tss_reader_keeps_every_row_for_the_gene_accounting(tmp_path):
+    # duplicates, unknown chromosomes and TSSs past a chromosome end are drop reasons
+    # downstream (epx.data.prepare.genes), not reader errors
+    tss = pd.DataFrame(
+        {"gene_id": ["a", "a", "b"], "chrom": ["chr1", "1", "chr1"], "tss": [10, 20, 5000], "strand": ["+", "-", "+"]}
+    )
+    pd.testing.assert_frame_equal(read_tss(tss), tss)
 
 
-def test_duplicate_gene_ids(tmp_path):
-    tss = pd.DataFrame({"gene_id": ["a", "a"], "chrom": ["chr1", "chr1"], "tss": [10, 20], "strand": ["+", "-"]})
-    with pytest.raises(InputError, match="duplicate gene ids.*a"):
-        read_tss(tss)
-    expr = pd.DataFrame({"gene_id": ["x.1", "x.2"], "E003": [1.0, 2.0]})
-    with pytest.raises(InputError, match="duplicate gene ids.*x"):
-        read_expression(expr, "E003")
+def test_expression_duplicates_keep_first_and_bad_values_become_nan(tmp_path):
+    expr = pd.DataFrame(
+        {"gene_id": ["x.1", "y", "x.2", "z", "w", "v", "y"], "E003": [1.0, 2.0, 3.0, -1.0, np.inf, np.nan, 5.0]}
+    )
+    table = read_expression_table(expr)
+    assert table.attrs["duplicate_ids"] == ["x", "y"]
+    rpkm = read_expression(expr, "E003")
+    assert rpkm.dtype == np.float64 and list(rpkm.index) == ["x", "y", "z", "w", "v"]
+    assert rpkm.tolist()[:2] == [1.0, 2.0] and rpkm.iloc[2:].isna().all()
+    path = tmp_path / "e.tsv"
+    path.write_text("gene_id\tE003\na\t1.5\nb\tn/a\nc\tabc\nd\t\ne\t-3\nf\tinf\n")
+    rpkm = read_expression(path, "E003")
+    assert rpkm.iloc[0] == 1.5 and rpkm.iloc[1:].isna().all() and rpkm.attrs["source"] == str(path)
 
 
 def test_expression_without_cell_lists_cells(tiny_folder):

@@ -3,7 +3,12 @@
 Contract: ``read_expression_table(source) -> DataFrame`` indexed by ``gene_id``, one column
 per cell; ``read_expression(source, cell) -> Series`` of RPKM indexed by gene_id. Gene ids
 are normalised (``epx.io.gene_ids``: ``ENSG00000116213.11`` → ``ENSG00000116213``) so they
-join the TSS file; duplicates after normalising are an error.
+join the TSS file. A gene id listed twice (after normalising) keeps its first row; the
+dropped ids are listed, in file order, in ``df.attrs["duplicate_ids"]`` (a gene drop reason
+"duplicate_id" downstream, ``epx.data.prepare.genes``). ``read_expression`` returns float64
+with NaN for every missing, non-numeric, negative or infinite value (the gene is dropped
+downstream as "non_finite_target"); a cell without a column is an ``InputError``. Both keep
+``attrs["source"]`` (the file, for messages).
 
 ``write_expression(df, path, float_format=None)`` writes a table (``gene_id`` as a column
 or as the index, then the cells) as TSV with a header, atomically.
@@ -37,11 +42,12 @@ def read_expression_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     if "gene_id" not in df.columns:
         raise InputError(f"{where}: no 'gene_id' column (columns: {list(df.columns)[:8]})")
     df["gene_id"] = normalise_gene_ids(df["gene_id"].astype(str))
-    dup = df["gene_id"][df["gene_id"].duplicated()]
-    if len(dup):
-        raise InputError(f"{where}: duplicate gene ids (e.g. {', '.join(dup.unique()[:3])}); keep one row per gene.")
+    duplicated = df["gene_id"].duplicated()
+    duplicate_ids = df["gene_id"][duplicated].tolist()
+    df = df[~duplicated].set_index("gene_id")
     df.attrs["source"] = where
-    return df.set_index("gene_id")
+    df.attrs["duplicate_ids"] = duplicate_ids
+    return df
 
 
 def read_expression(source: str | Path | pd.DataFrame, cell: str) -> pd.Series:
@@ -49,14 +55,10 @@ def read_expression(source: str | Path | pd.DataFrame, cell: str) -> pd.Series:
     where = table.attrs.get("source", "the expression table")
     if cell not in table.columns:
         raise InputError(f"{where} has no column for cell {cell!r}; it has: {', '.join(map(str, table.columns))}")
-    rpkm = pd.to_numeric(table[cell], errors="coerce")
-    bad = ~np.isfinite(rpkm) | (rpkm < 0)
-    if bad.any():
-        raise InputError(
-            f"{where}: column {cell} has {int(bad.sum())} missing/negative/non-numeric RPKM values "
-            f"(e.g. gene {rpkm.index[bad][0]}); fill or drop those rows."
-        )
-    return rpkm.astype("float64")
+    rpkm = pd.to_numeric(table[cell], errors="coerce").astype("float64")
+    rpkm = rpkm.where(np.isfinite(rpkm) & (rpkm >= 0))
+    rpkm.attrs["source"] = where
+    return rpkm
 
 
 def write_expression(df: pd.DataFrame, path: str | Path, *, float_format: str | None = None) -> Path:
