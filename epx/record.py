@@ -30,6 +30,13 @@ per named reason a gene was left out) and ``dropped_total`` (int).
 ``interactions`` (for models that read an interactions file; ``{}`` otherwise): ``read``
 (rows read), ``kept`` (rows the score threshold kept), ``matched`` (kept rows linked to a
 gene) and ``genes_linked`` (genes with at least one link).
+
+``record.ended_without_finishing(written_at)`` tells a killed job from a live one: True when
+the record says ``running``, names this machine as its host, and its ``pid`` is no longer a
+live process — gone, a zombie, or (Linux, from ``/proc``) a process that started after the
+record was last written (``written_at``, the file's mtime), i.e. the pid was reused. A record
+from another host, or without host/pid (older records), is never judged: False.
+``KILLED_ERROR`` is the error a summary reports for such a job.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,14 @@ SCHEMA_VERSION = 2
 FILE_NAME = "metrics.json"
 # Version 1 records carry no primary metric; these were the only tasks then.
 V1_PRIMARY_METRIC = {"regression": "pearson", "classification": "auroc"}
+
+
+KILLED_ERROR = (
+    "process {pid} on {host} ended without finishing the job (killed, out of memory or time limit); rerun it"
+)
+# /proc gives a process's start time in clock ticks after boot; boot time is whole seconds,
+# so a start time is known to about a second: a pid is only judged reused beyond that.
+_START_SLACK_S = 2.0
 
 
 class RecordError(ValueError):
@@ -93,6 +109,14 @@ class JobRecord:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def ended_without_finishing(self, written_at: float | None = None) -> bool:
+        """True when this ``running`` record's process, on this machine, is gone (see module doc)."""
+        if self.status != "running" or not self.host or not isinstance(self.pid, int) or isinstance(self.pid, bool):
+            return False
+        if self.host != socket.gethostname():
+            return False
+        return not _process_alive(self.pid, written_at)
+
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
@@ -130,3 +154,43 @@ class JobRecord:
             return cls.from_dict(data)
         except (TypeError, ValueError) as err:  # e.g. a schema_version that is not a number
             raise RecordError(f"{target}: unreadable job record ({type(err).__name__}: {err})") from err
+
+
+def _process_alive(pid: int, written_at: float | None) -> bool:
+    """Is ``pid`` a live process that could have written a record at ``written_at``?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    except OSError:
+        return True  # cannot tell: never call a job killed on a guess
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc (macOS): liveness of the pid is all we know
+        return True
+    state, start = stat
+    if state in ("Z", "X"):  # a zombie: dead, its parent has not reaped it yet
+        return False
+    return written_at is None or start is None or start <= written_at + _START_SLACK_S
+
+
+def _proc_stat(pid: int) -> tuple[str, float | None] | None:
+    """(state, start time as a Unix time) of ``pid`` from /proc, or None without /proc."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return ("X", None) if Path("/proc/self/stat").exists() else None
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ")"
+    fields = raw[raw.rindex(")") + 2 :].split()
+    state = fields[0]
+    try:
+        ticks = int(fields[19])  # field 22 of the whole line: starttime
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        return state, boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError, StopIteration, OSError):
+        return state, None

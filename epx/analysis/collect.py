@@ -20,6 +20,11 @@ test_<metric>…, wall_seconds, wandb_id, error, overrides`` (``genes_used`` /
 - a job with a record: everything from the record (``primary_metric`` is the record's;
   version-1 records get it from their task, see ``epx.record``); identity the record lacks
   from the job's ``.hydra/config.yaml``, else the sweep's ``multirun.yaml``;
+- a record still ``running`` whose process on this machine is gone (SIGKILL, out of memory,
+  a scheduler's time limit; ``JobRecord.ended_without_finishing``): ``status`` ``killed``,
+  ``error`` "process <pid> on <host> ended without finishing the job (…); rerun it" — a
+  killed job's dir is never summarized ``ok`` nor left looking alive. A ``running`` record
+  from another machine stays ``running`` (its process cannot be checked from here);
 - a job without one: identity from its overrides, else its ``.hydra/config.yaml``, else the
   sweep's ``multirun.yaml``; ``status`` ``missing`` (never started, or died before writing
   a record) and no ``primary_metric``;
@@ -47,7 +52,7 @@ from epx.analysis.grid import expected_grid, read_yaml
 from epx.errors import InputError
 from epx.io.atomic import atomic_write
 from epx.record import FILE_NAME as RECORD_NAME
-from epx.record import JobRecord, RecordError
+from epx.record import KILLED_ERROR, JobRecord, RecordError
 from epx.selection import mark_label, parse_marks
 
 log = logging.getLogger(__name__)
@@ -171,6 +176,13 @@ def _fields_from_record(record: JobRecord) -> dict[str, Any]:
     return fields
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _read_record(path: Path) -> tuple[JobRecord | None, str | None]:
     """(record, None) or (None, why it is unreadable)."""
     try:
@@ -199,6 +211,8 @@ def _row(job: str, job_dir: Path | None, overrides: Sequence[str], base_identity
     row: dict[str, Any] = {"job": job, **identity, "status": "missing", "overrides": " ".join(overrides)}
     if record is not None:
         row.update(_fields_from_record(record))
+        if record.ended_without_finishing(_mtime(record_path)):
+            row.update(status="killed", error=KILLED_ERROR.format(pid=record.pid, host=record.host))
     elif error is not None:
         row.update(status="unreadable", error=error)
     row["mark"] = canonical_mark(row.get("mark"))

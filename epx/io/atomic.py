@@ -10,6 +10,13 @@ Contract:
 - ``stale_temps(path)`` lists temp files of ``path`` left by a killed writer; only a caller
   that holds a lock on ``path`` may delete them (another process may be writing one).
 
+A write that fails for lack of room — no space left on the device (ENOSPC), a file larger
+than the file system or ``ulimit -f`` allows (EFBIG), a disk quota (EDQUOT), whether the
+writer raised ``OSError`` with that errno or a library (h5py) reported it in its message —
+raises ``epx.errors.StorageError`` naming ``path`` (not the temp name) and the fix; the temp
+file is removed and ``path`` keeps its previous content. ``out_of_space(exc)`` is that test,
+for callers that write without these helpers. Other errors pass through unchanged.
+
 Every file epx writes — job outputs, summaries, converted inputs, the synthetic dataset's
 files, the cache — goes through here, so a killed process never leaves a truncated file
 under a name that a later job or ``epx summarize`` would trust.
@@ -18,8 +25,10 @@ under a name that a later job or ``epx summarize`` would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +36,17 @@ from typing import IO, Any
 
 import pandas as pd
 
+from epx.errors import StorageError
+
 TMP_MARK = ".epx-tmp-"
+# errno values that mean "no room", and the strerror texts libraries (h5py, HDF5) embed in
+# messages whose exception carries no errno attribute.
+NO_ROOM = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large", errno.EDQUOT: "disk quota exceeded"}
+_NO_ROOM_TEXT = re.compile(
+    r"no space left on device|file too large|disk quota exceeded|quota exceeded"
+    r"|errno\s*=?\s*(?P<num>\d+)",
+    re.IGNORECASE,
+)
 
 
 def temp_name(path: Path) -> Path:
@@ -43,14 +62,52 @@ def stale_temps(path: str | os.PathLike) -> list[Path]:
     return sorted(p for p in path.parent.iterdir() if p.name.startswith(prefix))
 
 
+def out_of_space(exc: BaseException) -> str | None:
+    """Why ``exc`` (or an exception it was raised from) means the disk had no room, or None.
+
+    Looks at ``errno`` first, then at the message: HDF5 reports a failed write as
+    ``OSError``/``RuntimeError`` with "errno = 28, error message = 'No space left on device'"
+    in its text, sometimes without setting ``errno``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in NO_ROOM:
+            return NO_ROOM[current.errno]
+        if isinstance(current, OSError | RuntimeError):
+            for match in _NO_ROOM_TEXT.finditer(str(current)):
+                number = match.group("num")
+                if number is None:
+                    return match.group(0).lower()
+                if int(number) in NO_ROOM:
+                    return NO_ROOM[int(number)]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def storage_error(path: str | os.PathLike, exc: BaseException, why: str) -> StorageError:
+    return StorageError(
+        f"cannot write {path}: {why} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+        "its previous version, if any, is unchanged. Free space on that disk, or move paths.cache_dir "
+        "(the binned-signal cache) / hydra.sweep.dir and hydra.run.dir (job outputs) to a disk with room, "
+        "then rerun"
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        why = out_of_space(exc)
+        if why is None:
+            raise
+        raise storage_error(path, exc, why) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -6,6 +6,14 @@ dict) — and returns a Lightning logger or ``False``. W&B ``mode: auto`` is onl
 (``WANDB_API_KEY`` or a netrc entry) is present and offline otherwise, so a fresh machine
 never blocks on a login prompt; run files go inside the job dir.
 
+An online run never stalls or kills a job for lack of network: before starting it,
+``wandb_logger`` checks that the W&B host (``WANDB_BASE_URL``, default
+https://api.wandb.ai, or the HTTPS proxy that reaches it) accepts a TCP connection within
+``REACH_TIMEOUT_S``; if not — or if starting the run itself fails with a W&B communication
+error (``wandb.errors.CommError``, not a rejected API key) — the run is started offline and
+ONE warning names its offline run dir and ``wandb sync <dir>`` to upload it later. The
+online run is therefore started in the factory (``logger.experiment``), not lazily.
+
 Run helpers for the job (no-ops without W&B): ``run_info(logger)`` (id, dir, mode, url, for
 the job record), ``log_record(logger, record)`` (test metrics into the run summary) and
 ``finish_run(logger, status)``.
@@ -13,9 +21,19 @@ the job record), ``log_record(logger, record)`` (test metrics into the run summa
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
+import socket
+import threading
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+REACH_TIMEOUT_S = 3.0
 
 
 def wandb_logged_in() -> bool:
@@ -35,24 +53,86 @@ def resolve_mode(mode: str | None) -> str:
     return mode
 
 
+def wandb_reachable() -> str | None:
+    """None when the W&B host (or the proxy to it) accepts a TCP connection within
+    ``REACH_TIMEOUT_S``, else why not (one phrase naming the host). Runs in a thread so a
+    slow DNS lookup cannot stall the job either."""
+    url = os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    host, scheme = parts.hostname or "", parts.scheme or "https"
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return f"WANDB_BASE_URL={url} has no valid port"
+    target, via = (host, port), ""
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if proxy_parts.hostname:
+            target, via = (proxy_parts.hostname, proxy_parts.port or 80), f" via proxy {proxy}"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection(target, timeout=REACH_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(f"{type(err).__name__}: {err}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(REACH_TIMEOUT_S + 0.5)
+    if outcome and outcome[0] is None:
+        return None
+    why = outcome[0] if outcome else f"no answer within {REACH_TIMEOUT_S:g} s"
+    return f"W&B host {host}:{port}{via} (WANDB_BASE_URL={url}) is not reachable ({why})"
+
+
 def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="epx", entity=None, mode="auto", **_):
     from lightning.pytorch.loggers import WandbLogger
 
     mode = resolve_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbLogger(
-        project=project,
-        entity=entity,
-        name=name,
-        group=group,
-        job_type=job_type,
-        tags=list(tags),
-        config=run_config,
-        save_dir=str(save_dir),
-        dir=str(save_dir),
-        mode=mode,
-        reinit="finish_previous",
-    )
+
+    def make(run_mode: str) -> WandbLogger:
+        return WandbLogger(
+            project=project,
+            entity=entity,
+            name=name,
+            group=group,
+            job_type=job_type,
+            tags=list(tags),
+            config=run_config,
+            save_dir=str(save_dir),
+            dir=str(save_dir),
+            mode=run_mode,
+            reinit="finish_previous",
+        )
+
+    if mode != "online":
+        return make(mode)
+    problem = wandb_reachable()
+    if problem is None:
+        logger = make("online")
+        try:
+            logger.experiment  # start the run now: a network failure here is recoverable
+            return logger
+        except Exception as err:  # noqa: BLE001 — only W&B's communication errors fall back
+            if not _is_comm_error(err):
+                raise
+            problem = f"starting the W&B run failed ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+    logger = make("offline")
+    run = logger.experiment
+    run_dir = Path(run.dir).parent if getattr(run, "dir", None) else Path(save_dir) / "wandb"
+    log.warning("%s; logging this run offline in %s; upload it later with `wandb sync %s`", problem, run_dir, run_dir)
+    return logger
+
+
+def _is_comm_error(err: BaseException) -> bool:
+    import wandb
+
+    errors = wandb.errors
+    return isinstance(err, errors.CommError) and not isinstance(err, getattr(errors, "AuthenticationError", ()))
 
 
 def csv_logger(*, save_dir, name, **_):

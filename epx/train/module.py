@@ -16,6 +16,13 @@ the checkpoint on another cell, fold or dataset.
 Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``; ``predict_step`` returns
 per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``. A net may define
 ``penalty()``, a regularisation term added to the training loss.
+
+A training loss that is NaN or inf stops the job: ``training_step`` raises
+``epx.errors.NonFiniteLossError`` giving the global step, epoch, batch and loss value and the
+fixes (lower the learning rate, check the inputs for NaN, clip gradients with
+``trainer.gradient_clip_val``), so the job ends ``failed`` with that reason instead of going
+on to report NaN test metrics as a result. (The check reads the loss back each step, one
+scalar, which on a GPU is a synchronisation per step; a diverged run costs far more.)
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
+
+from epx.errors import NonFiniteLossError
 
 
 class EpxModule(L.LightningModule):
@@ -63,6 +72,13 @@ class EpxModule(L.LightningModule):
         loss = self.objective.loss(self(batch["x"]), batch)
         if hasattr(self.net, "penalty"):  # e.g. the ridge term of the linear baseline
             loss = loss + self.net.penalty()
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLossError(
+                f"training loss is {loss.detach().float().item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped. Lower the learning rate "
+                "(model.module.optimizer.lr), check the inputs (signals, expression) for NaN or inf, or clip "
+                "gradients with trainer.gradient_clip_val=1.0"
+            )
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=self._batch_size(batch))
         return loss
 

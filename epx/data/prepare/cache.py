@@ -2,8 +2,8 @@
 
 Contract: ``CellCache(spec, cell, cache_dir, bin_bp=100)``; ``.ensure(marks)`` makes sure
 ``{cache_dir}/{fingerprint}/{cell}.h5`` holds every requested mark at ``bin_bp`` genome-wide
-(mean per-bp signal, float32, chunked, compressed) and returns its path; ``.load(marks)``
-returns ``{chrom: float32 (n_bins, M)}`` in memory.
+(mean per-bp signal, float32, chunked, compressed, Fletcher-32 checksummed) and returns its
+path; ``.load(marks)`` returns ``{chrom: float32 (n_bins, M)}`` in memory.
 
 Invariants:
 - the directory fingerprint covers the dataset root, chromosome sizes, bin size, dtype and
@@ -11,23 +11,33 @@ Invariants:
   changed input rebuilds that mark and an unchanged one never does;
 - writes are atomic (``epx.io.atomic.atomic_path``: a hidden temp file in the same
   directory, renamed into place) and the file is marked complete last: a truncated, foreign
-  or half-written file is rebuilt, never read; temp files of a killed build are deleted by
-  the next build, which holds the cell's lock;
-- a file lock per cell makes concurrent jobs of one grid build a cell once; by default the
-  first build takes every mark the cell has on disk so later jobs with other marks reuse it.
+  or half-written file is rebuilt (with a warning), never read; temp files of a killed build
+  (SIGKILL, out of memory) are deleted by the next build, which holds the cell's lock;
+- a file lock per cell makes concurrent jobs of one grid build a cell once: the others log
+  that they wait, then read what the first built. By default the first build takes every
+  mark the cell has on disk so later jobs with other marks reuse it;
+- every dataset is written with a Fletcher-32 checksum, so bytes damaged after the build
+  fail the read instead of returning wrong values (files built before the checksum have
+  none and read as before). A file that opens but fails while ``load`` reads it is rebuilt
+  once with a warning; if it still cannot be read, ``load`` raises one ``InputError`` naming
+  the file and the fix (delete it; epx rebuilds it) — never a raw h5py error;
+- a build that runs out of room (no space, file-size limit, quota) raises
+  ``epx.errors.StorageError`` naming the cache file and the fix; the previous cache file is
+  untouched and still valid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from epx.constants import MARKS
 from epx.data.prepare.contract import DatasetSpec
@@ -96,7 +106,7 @@ class CellCache:
                     log.warning("cache %s is incomplete or from other settings; rebuilding it", self.path)
                     return {}
                 recorded = {m: json.loads(f[m].attrs["source"]) for m in f.keys()}
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
             log.warning("cache %s is unreadable (%s); rebuilding it", self.path, err)
             return {}
         valid = {}
@@ -110,14 +120,33 @@ class CellCache:
     def ensure(self, marks: Sequence[str]) -> Path:
         if set(marks) <= set(self.valid_marks()):
             return self.path
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock"):
+        with self._lock():
             valid = self.valid_marks()  # another job may have built it while we waited
-            wanted = set(marks) | (set(self._marks_on_disk()) if self.prefetch_all_marks else set())
-            todo = [m for m in MARKS if m in wanted and m not in valid] + sorted(set(marks) - set(MARKS) - set(valid))
+            todo = [m for m in self._wanted(marks) if m not in valid]
             if todo:
                 self._write(keep=sorted(valid), build=todo)
         return self.path
+
+    def _wanted(self, marks: Sequence[str]) -> list[str]:
+        """The marks a build takes: the requested ones, plus every mark on disk by default."""
+        wanted = set(marks) | (set(self._marks_on_disk()) if self.prefetch_all_marks else set())
+        return [m for m in MARKS if m in wanted] + sorted(wanted - set(MARKS))
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """The cell's build lock; says so in the log when another process holds it, so a job
+        waiting on another job's build does not look hung."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("waiting for another process building cache %s", self.path)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _write(self, keep: list[str], build: list[str]) -> None:
         # Temp files of a killed build: safe to delete, we hold the lock. The second pattern
@@ -148,6 +177,7 @@ class CellCache:
                             data=values.astype(self.dtype, copy=False),
                             chunks=(min(values.shape[0], 1 << 16),),
                             compression=self.compression,
+                            fletcher32=True,  # damaged bytes fail the read, never return wrong values
                         )
                 out.attrs["complete"] = True  # last: a file without it is never trusted
         write_text(
@@ -158,10 +188,55 @@ class CellCache:
     # -- read -----------------------------------------------------------------------------
     def load(self, marks: Sequence[str], chroms: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """``{chrom: float32 (n_bins, M)}`` for ``marks`` in the given order."""
-        self.ensure(marks)
         chroms = list(self.chrom_sizes) if chroms is None else list(chroms)
+        unknown = [c for c in chroms if c not in self.chrom_sizes]
+        if unknown:
+            raise InputError(
+                f"cache {self.path}: chromosomes {', '.join(map(str, unknown[:5]))} are not in the chromosome sizes of "
+                f"{self.spec.root}; read only chromosomes it lists"
+            )
+        self.ensure(marks)
+        try:
+            return self._read(marks, chroms)
+        except READ_ERRORS as err:
+            # ensure() checked the header; damage inside the data shows only now (checksum,
+            # decompression, a truncated chunk). Rebuild once, then give up with one message.
+            log.warning("cache %s is corrupt (%s: %s); rebuilding it", self.path, type(err).__name__, _short(err))
+            self._rebuild(marks, seen=_identity(self.path))
+        try:
+            return self._read(marks, chroms)
+        except READ_ERRORS as err:
+            raise InputError(
+                f"cache file {self.path} cannot be read even after rebuilding it ({type(err).__name__}: {_short(err)}); "
+                f"delete {self.path} (epx rebuilds it on the next run) and check the disk it is on"
+            ) from err
+
+    def _read(self, marks: Sequence[str], chroms: list[str]) -> dict[str, np.ndarray]:
         out = {}
         with h5py.File(self.path, "r") as f:
             for chrom in chroms:
                 out[chrom] = np.stack([f[m][chrom][:] for m in marks], axis=1).astype(np.float32, copy=False)
         return out
+
+    def _rebuild(self, marks: Sequence[str], seen: tuple | None) -> None:
+        """Rewrite the whole file from the bigWigs, unless another process replaced it since
+        we found it damaged (then read theirs)."""
+        with self._lock():
+            if _identity(self.path) == seen:
+                self._write(keep=[], build=self._wanted(marks))
+
+
+# What a damaged HDF5 file raises while its data are read (h5py maps HDF5 errors onto these).
+READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _short(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]
