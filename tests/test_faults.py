@@ -42,6 +42,7 @@ from epx.io.atomic import TMP_MARK
 from epx.record import JobRecord
 
 LAUNCH_TIMEOUT = 60
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times and states come from /proc")
 
 
 def job_overrides(tmp_path: Path, folder: Path, *extra: str) -> list[str]:
@@ -122,11 +123,30 @@ def test_running_job_of_a_live_process_stays_running(tmp_path):
     assert row["status"] == "running" and row["error"] is None
 
 
+@needs_proc
 def test_running_job_whose_pid_now_belongs_to_a_newer_process_is_killed(tmp_path):
     # this process started after the record was last written: the pid was reused
     _running_record(tmp_path / "0", os.getpid(), written=time.time() - 10 * 365 * 86400)
     (row,) = collect_rows(tmp_path)
     assert (row["status"], row["error"].split(" ended")[0]) == ("killed", f"process {os.getpid()} on {socket.gethostname()}")
+
+
+@needs_proc
+def test_running_job_whose_process_is_a_zombie_is_killed(tmp_path):
+    """SIGKILLed but not yet reaped by its parent: the pid still answers, the job is dead."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _running_record(tmp_path / "0", child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        (row,) = collect_rows(tmp_path)
+        assert row["status"] == "killed"
+    finally:
+        child.kill()
+        child.wait(10)
 
 
 def test_running_job_on_another_host_cannot_be_judged_and_stays_running(tmp_path):
@@ -394,6 +414,7 @@ def test_two_processes_build_one_cache_once(tiny_folder, tmp_path):
         time.sleep(0.5)
         return real(*args, **kwargs)
     cache_mod.read_binned = slow
+    (Path({str(tmp_path)!r}) / f"ready-{{os.getpid()}}").touch()
     while not Path({str(go)!r}).exists():
         time.sleep(0.005)
     tracks = CellCache(DatasetSpec(root=Path({str(tiny_folder)!r})), "E003", Path({str(cache_dir)!r})).load(["H3K4me3", "H3K27ac"])
@@ -404,7 +425,10 @@ def test_two_processes_build_one_cache_once(tiny_folder, tmp_path):
         subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    time.sleep(2)  # both imported and waiting
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while len(list(tmp_path.glob("ready-*"))) < 2:  # both imported: they start together
+        assert time.monotonic() < deadline and all(proc.poll() is None for proc in procs)
+        time.sleep(0.01)
     go.touch()
     logs = [proc.communicate(timeout=LAUNCH_TIMEOUT)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], logs
