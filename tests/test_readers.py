@@ -129,8 +129,11 @@ def test_interactions_reader(tmp_path):
     assert df.iloc[0].tolist() == ["chr1", 0, 10, "chr1", 100, 200, "g1", 2.5]
     assert read_interactions(tmp_path / "absent.bedpe").empty
     (tmp_path / "bad.bedpe").write_text("chr1\t0\t10\n")
-    with pytest.raises(InputError, match="8 BEDPE columns"):
+    with pytest.raises(InputError, match=r"bad\.bedpe, line 1: 3 columns, expected 8"):
         read_interactions(tmp_path / "bad.bedpe")
+    for empty in ("", "\n\n", "# no interactions\n"):  # an empty BEDPE is "no interactions", not an error
+        (tmp_path / "empty.bedpe").write_text(empty)
+        assert read_interactions(tmp_path / "empty.bedpe").empty
 
 
 def test_chrom_sizes_from_bigwig_header(tiny_folder):
@@ -138,3 +141,113 @@ def test_chrom_sizes_from_bigwig_header(tiny_folder):
     assert sizes == {"chr1": 20_000, "chr2": 15_050}
     spec = DatasetSpec(root=tiny_folder, files={"chrom_sizes": "absent.sizes"})
     assert spec.chrom_sizes("E003", ["H3K4me3"]) == sizes
+
+
+# ----------------------------------------------------------------------------- broken text files (issue 11, part 3)
+
+TSS_TEXT = "chr1\t10\t11\tENSG1.2\t0\t+\nchr2\t20\t21\tENSG2\t0\t-\n"
+
+
+def test_crlf_bom_gzip_and_comments_read_like_plain_text(tmp_path):
+    import gzip
+
+    plain = tmp_path / "tss.bed"
+    plain.write_text(TSS_TEXT)
+    expected = read_tss(plain)
+    assert expected["gene_id"].tolist() == ["ENSG1", "ENSG2"]
+    variants = {
+        "crlf.bed": TSS_TEXT.replace("\n", "\r\n").encode(),
+        "bom.bed": b"\xef\xbb\xbf" + TSS_TEXT.encode(),
+        "comment.bed": b"# made by hand\n\n" + TSS_TEXT.encode(),
+        "tss.bed.gz": gzip.compress(b"\xef\xbb\xbf" + TSS_TEXT.replace("\n", "\r\n").encode()),
+        "gz-under-a-plain-name.bed": gzip.compress(TSS_TEXT.encode()),
+    }
+    for name, data in variants.items():
+        (tmp_path / name).write_bytes(data)
+        pd.testing.assert_frame_equal(read_tss(tmp_path / name), expected)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("chrom\tstart\tend\tname\tscore\tstrand\n" + TSS_TEXT, r"tss\.bed, line 1: non-numeric start 'start'.*header line must start with '#'"),
+        (TSS_TEXT + "chr1\t30\t31\tENSG3\n", r"tss\.bed, line 3: 4 columns, expected 6 \(chrom, tss, tss\+1, gene_id, score, strand\)"),
+        ("chr1\tten\t11\tg\t0\t+\n", r"line 1: non-numeric start 'ten'"),
+        ("chr1\t-5\t11\tg\t0\t+\n", r"line 1: negative start '-5'"),
+        ("chr1\t1.5\t11\tg\t0\t+\n", r"line 1: non-integer start '1.5'"),
+        ("chr1\t20\t11\tg\t0\t+\n", r"line 1: end 11 before start 20 \(reversed coordinates\?\)"),
+        ("chr1\t10\t11\tg\t0\t.\n", r"line 1: strand '.' \(must be '\+' or '-'\)"),
+        ("chr1\t10\t11\t\t0\t+\n", r"line 1: empty gene id"),
+        ("", r"tss\.bed has no data lines: an empty or truncated TSS file"),
+        ("# only a comment\n\n", r"has no data lines"),
+    ],
+)
+def test_broken_tss_lines_name_file_line_and_fix(tmp_path, text, message):
+    (tmp_path / "tss.bed").write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_tss(tmp_path / "tss.bed")
+
+
+def test_truncated_gzip_binary_and_misnamed_files_are_one_clear_error(tmp_path):
+    import gzip
+
+    data = gzip.compress(TSS_TEXT.encode() * 50)
+    cut = tmp_path / "tss.bed.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"tss\.bed\.gz: truncated gzip.*re-download"):
+        read_tss(cut)
+    binary = tmp_path / "binary.bed"
+    binary.write_bytes(b"chr1\t10\xff\xfe\x00\x01")
+    with pytest.raises(InputError, match=r"binary\.bed: not UTF-8 text \(byte 0xff on line 1\)"):
+        read_tss(binary)
+    plain = tmp_path / "plain.bed.gz"
+    plain.write_text(TSS_TEXT)
+    with pytest.raises(InputError, match=r"plain\.bed\.gz is named \.gz but is not gzip-compressed"):
+        read_tss(plain)
+
+
+def test_expression_table_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "expression.tsv"
+    path.write_text("gene_id\tE003\tE004\ng1\t1\t2\ng2\t3\n")
+    with pytest.raises(InputError, match=r"expression\.tsv, line 3: 2 columns, expected 3"):
+        read_expression_table(path)
+    path.write_text("gene_id\tE003\tE003\ng1\t1\t2\n")
+    with pytest.raises(InputError, match=r"column 'E003' appears twice in the header"):
+        read_expression_table(path)
+    path.write_text("gene_id\tE003\n")
+    with pytest.raises(InputError, match=r"has only a header line"):
+        read_expression_table(path)
+    path.write_text("gene_id\tE003\tE004\t\ng1\t1\t2.5\t\n")  # trailing tabs are not columns
+    assert read_expression_table(path).loc["g1"].tolist() == [1, 2.5]
+
+
+def test_chrom_sizes_errors(tmp_path):
+    path = tmp_path / "chrom.sizes"
+    path.write_text("chr1 2000\r\nchr2\t100\tchr2.fa\n")  # spaces, CRLF and a 3rd column are fine
+    assert read_chrom_sizes(path) == {"chr1": 2000, "chr2": 100}
+    for text, message in [
+        ("chr1\t2000\nchr1\t2000\n", r"line 2: chromosome 'chr1' listed again \(first on line 1\)"),
+        ("chr1\t0\n", r"line 1: too small length '0'"),
+        ("chr1\n", r"line 1: 1 column, expected 2"),
+        ("\n", r"has no data lines"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(InputError, match=message):
+            read_chrom_sizes(path)
+
+
+def test_fold_table_errors(tmp_path):
+    from epx.data.prepare.folds import column_folds
+
+    genes = pd.DataFrame({"gene_id": ["g1", "g2", "g3"], "chrom": "chr1"})
+    path = tmp_path / "folds.tsv"
+    path.write_text("gene_id\tfold\ng1.4\t0\ng2\t\n")  # versions stripped; an empty fold is "none"
+    assert column_folds(genes, table=path).tolist() == [0, -1, -1]
+    for text, message in [
+        ("gene_id\tfold\ng1\tA\n", r"folds\.tsv, line 2: non-numeric fold \(fold\) 'A'"),
+        ("gene_id\tfold\ng1\t1\ng1\t2\n", r"line 3: gene 'g1' listed again"),
+        ("gene_id\tfold\n", r"only a header line"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(InputError, match=message):
+            column_folds(genes, table=path)

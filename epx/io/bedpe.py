@@ -2,7 +2,11 @@
 
 Contract: ``read_interactions(source) -> DataFrame[chrom1,start1,end1,chrom2,start2,end2,name,score]``.
 ``source`` is a path, a DataFrame with those columns, or None (no file → empty table: a cell
-without interactions is allowed; the distal models then see no pCREs / an empty graph).
+without interactions is allowed; the distal models then see no pCREs / an empty graph). A
+path may be plain or gzip (LF/CRLF, UTF-8 BOM, ``#`` comments fine); an empty, blank or
+comments-only file is an empty table too. Coordinates must be integers with
+0 ≤ start ≤ end, the score a number (``NaN``/``NA`` allowed); any other broken line, a
+truncated gzip or a binary file is one ``InputError`` naming the file and the line.
 
 ``write_interactions(df, path, float_format=None)`` writes those 8 columns of ``df`` in
 that order, no header, atomically. What
@@ -18,6 +22,7 @@ import pandas as pd
 
 from epx.errors import InputError
 from epx.io.atomic import write_csv
+from epx.io.tables import MISSING, read_rows
 
 COLUMNS = ["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]
 DTYPES = {"chrom1": str, "start1": "int64", "end1": "int64", "chrom2": str, "start2": "int64", "end2": "int64", "name": str, "score": "float64"}
@@ -25,6 +30,13 @@ DTYPES = {"chrom1": str, "start1": "int64", "end1": "int64", "chrom2": str, "sta
 
 def empty_interactions() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t if t is not str else object) for c, t in DTYPES.items()})
+
+
+HINT = (
+    "a BEDPE interactions file is tab-separated: chrom1, start1, end1, chrom2, start2, end2, name, score "
+    "(0-based, start <= end); fix or delete that line (a header line must start with '#'), or rebuild it with "
+    "`epx convert interactions`"
+)
 
 
 def read_interactions(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
@@ -35,17 +47,20 @@ def read_interactions(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
     path = Path(source)
     if not path.exists():
         return empty_interactions()
-    if path.stat().st_size == 0:
+    rows = read_rows(path, what="BEDPE interactions file", hint=HINT, allow_empty=True)
+    if not len(rows):  # empty, blank or comments only: a cell without interactions
         return empty_interactions()
-    raw = pd.read_csv(path, sep="\t", header=None, comment="#", dtype={0: str, 3: str, 6: str})
-    if raw.shape[1] < 8:
-        raise InputError(f"{path}: expected 8 BEDPE columns (chrom1 start1 end1 chrom2 start2 end2 name score), found {raw.shape[1]}")
-    raw = raw.iloc[:, :8]
-    raw.columns = COLUMNS
-    try:
-        return raw.astype(DTYPES)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"{path}: non-numeric coordinates or score ({err}); is there a header line? Prefix it with '#'.") from err
+    rows.check_width(8, expected="8 (chrom1 start1 end1 chrom2 start2 end2 name score)")
+    columns = {}
+    for pair in ("1", "2"):
+        k = 0 if pair == "1" else 3
+        columns[f"chrom{pair}"] = rows.texts(k, f"chrom{pair}")
+        columns[f"start{pair}"] = rows.integers(k + 1, f"start{pair}")
+        columns[f"end{pair}"] = rows.integers(k + 2, f"end{pair}")
+        rows.ordered(columns[f"start{pair}"], columns[f"end{pair}"], f"start{pair}", f"end{pair}")
+    columns["name"] = rows.texts(6, "name", allow_empty=True)
+    columns["score"] = rows.floats(7, "score", missing=MISSING - {""})
+    return pd.DataFrame(columns)[COLUMNS].astype(DTYPES)
 
 
 def write_interactions(df: pd.DataFrame, path: str | Path, *, float_format: str | None = None) -> Path:

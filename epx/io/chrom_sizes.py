@@ -2,7 +2,10 @@
 
 Contract: ``read_chrom_sizes(source) -> dict[str, int]`` in file order. ``source`` is a
 path to a ``chrom.sizes`` file, a path to a bigWig (its header is used), or an in-memory
-``{chrom: length}`` mapping (returned as a copy).
+``{chrom: length}`` mapping (returned as a copy). A text file may be plain or gzip (LF/CRLF,
+BOM, ``#`` comments fine); the two fields may be separated by tabs or spaces. An empty or
+truncated file, a binary file, a line without two fields, a length that is not a positive
+integer, or a chromosome listed twice is one ``InputError`` naming the file and the line.
 
 ``write_chrom_sizes(sizes, path)`` writes ``chrom<TAB>length`` lines in ``sizes`` order,
 atomically.
@@ -16,8 +19,13 @@ from pathlib import Path
 from epx.errors import InputError
 from epx.io.bigwig import open_for_reading
 from epx.io.atomic import write_text
+from epx.io.tables import read_rows
 
 BIGWIG_SUFFIXES = (".bw", ".bigwig", ".bigWig")
+HINT = (
+    "a chrom sizes file has one 'chrom<TAB>length' line per chromosome (UCSC's hg19.chrom.sizes); fix or delete "
+    "that line, or re-download it"
+)
 
 
 def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
@@ -32,16 +40,18 @@ def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
             return dict(bw.chroms())
         finally:
             bw.close()
+    rows = read_rows(path, what="chrom sizes file", hint=HINT, header=False)
+    for row in rows.fields:  # 'chrom length' separated by any whitespace, as UCSC's fetchChromSizes writes
+        row[:] = " ".join(row).split() or [""]
+    rows.check_width(2, expected="2 (chrom<TAB>length)")
+    names = rows.texts(0, "chromosome")
+    lengths = rows.integers(1, "length", minimum=1)
     sizes: dict[str, int] = {}
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise InputError(f"{path}:{n}: expected 'chrom<TAB>length', got {line!r}")
-        sizes[parts[0]] = int(parts[1])
-    if not sizes:
-        raise InputError(f"{path} lists no chromosomes")
+    first: dict[str, int] = {}
+    for i, (chrom, length) in enumerate(zip(names, lengths)):
+        if chrom in sizes:
+            raise rows.fail(i, f"chromosome {chrom!r} listed again (first on line {rows.lines[first[chrom]]})")
+        sizes[chrom], first[chrom] = int(length), i
     return sizes
 
 

@@ -2,9 +2,12 @@
 
 Contract: ``read_tss(source) -> DataFrame[gene_id, chrom, tss, strand]`` indexed 0..N-1 in
 file order, every row of the file kept, gene ids normalised (``epx.io.gene_ids``).
-``source`` is a path or a DataFrame with those columns. The reader checks the FORMAT only:
-six columns, an integer non-negative TSS, strand ``+`` or ``-``, a non-empty gene id; any
-violation is one ``InputError`` naming the file. Duplicate gene ids, chromosomes the
+``source`` is a path (plain or gzip; LF/CRLF line ends, an optional UTF-8 BOM and ``#``
+comment lines are fine) or a DataFrame with those columns. The reader checks the FORMAT
+only: at least six tab-separated columns, integer start and end with 0 ≤ start ≤ end,
+strand ``+`` or ``-``, non-empty chromosome and gene id, at least one line; any violation
+(and a truncated gzip, a binary file) is one ``InputError`` naming the file, the line and
+the fix (``epx.io.tables``). Duplicate gene ids, chromosomes the
 signals lack and TSSs outside (or too close to the end of) their chromosome are NOT the
 reader's business: they are per-gene drop reasons, accounted for in
 ``epx.data.prepare.genes``.
@@ -22,28 +25,50 @@ import pandas as pd
 from epx.errors import InputError
 from epx.io.atomic import write_csv
 from epx.io.gene_ids import normalise_gene_ids
+from epx.io.tables import read_rows
 
 COLUMNS = ["gene_id", "chrom", "tss", "strand"]
+
+
+BED6 = "6 (chrom, tss, tss+1, gene_id, score, strand)"
+HINT = (
+    "a TSS file is tab-separated BED6 (chrom, 0-based tss, tss+1, gene_id, score, strand +/-); fix or delete "
+    "that line (a header line must start with '#'), or rebuild the file with `epx convert gtf`"
+)
 
 
 def read_tss(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     where = "the TSS table"
     if isinstance(source, pd.DataFrame):
         df = source[COLUMNS].copy()
+        _check_frame(df, where)
     else:
         path = Path(source)
         where = str(path)
         if not path.exists():
             raise InputError(f"TSS file not found: {path} (expected BED6: chrom, tss, tss+1, gene_id, score, strand)")
-        raw = pd.read_csv(path, sep="\t", header=None, comment="#", dtype={0: str, 3: str})
-        if raw.shape[1] < 6:
-            raise InputError(f"{path}: expected 6 BED columns (chrom start end gene_id score strand), found {raw.shape[1]}")
-        df = pd.DataFrame({"gene_id": raw[3], "chrom": raw[0], "tss": raw[1].astype("int64"), "strand": raw[5]})
+        rows = read_rows(path, what="TSS file (BED6)", hint=HINT)
+        rows.check_width(6, expected=BED6)
+        chrom = rows.texts(0, "chromosome")
+        tss = rows.integers(1, "start")
+        rows.ordered(tss, rows.integers(2, "end"), "start", "end")
+        gene_id = rows.texts(3, "gene id")
+        strand = rows.choice(5, "strand", ["+", "-"])
+        df = pd.DataFrame({"gene_id": gene_id, "chrom": chrom, "tss": tss, "strand": strand})
     df["gene_id"] = normalise_gene_ids(df["gene_id"].astype(str))
+    return df.reset_index(drop=True)
+
+
+def _check_frame(df: pd.DataFrame, where: str) -> None:
     bad_strand = ~df["strand"].isin(["+", "-"])
     if bad_strand.any():
         raise InputError(f"{where}: strand must be '+' or '-' (gene {df.gene_id[bad_strand].iloc[0]} has {df.strand[bad_strand].iloc[0]!r})")
-    return df.reset_index(drop=True)
+    tss = pd.to_numeric(df["tss"], errors="coerce")
+    if tss.isna().any() or (tss < 0).any() or (tss != tss.round()).any():
+        raise InputError(f"{where}: TSS positions must be non-negative integers (gene {df.gene_id[tss.isna() | (tss < 0) | (tss != tss.round())].iloc[0]})")
+    empty = df["gene_id"].isna() | (df["gene_id"].astype(str).str.strip() == "")
+    if empty.any():
+        raise InputError(f"{where}: {int(empty.sum())} rows have no gene id")
 
 
 def write_tss(df: pd.DataFrame, path: str | Path) -> Path:

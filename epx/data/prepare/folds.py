@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import InputError
+from epx.io.gene_ids import normalise_gene_ids
 from epx.io.naming import chrom_sort_key, strip_chr
+from epx.io.tables import MISSING, read_rows
 
 CHROMOFORMER_GROUPS = (
     ("1", "5", "6", "8", "14", "Y"),
@@ -65,13 +67,34 @@ def column_folds(genes: pd.DataFrame, n_folds: int = 4, table: str | Path | None
     path = Path(table)
     if not path.exists():
         raise InputError(f"fold table not found: {path}")
-    df = pd.read_csv(path, sep="\t", dtype={"gene_id": str})
-    if column not in df.columns or "gene_id" not in df.columns:
-        raise InputError(f"{path}: needs columns gene_id and {column!r}; has {list(df.columns)}")
-    fold = genes["gene_id"].map(df.set_index("gene_id")[column]).fillna(-1).astype(int)
+    folds = _read_fold_table(path, column)
+    fold = genes["gene_id"].map(folds).fillna(-1).astype(int)
     if fold.max() >= n_folds:
         raise InputError(f"{path}: column {column!r} has fold {fold.max()} but n_folds={n_folds}")
     return fold
+
+
+def _read_fold_table(path: Path, column: str) -> pd.Series:
+    """``{gene_id: fold}`` from a TSV with a header naming ``gene_id`` and ``column`` (plain or
+    gzip); an empty or NA fold field means "no fold" (-1). Broken files: one ``InputError``."""
+    hint = f"a fold table is tab-separated with a header naming gene_id and {column!r}, then one line per gene with an integer fold; fix or delete that line"
+    rows = read_rows(path, what="fold table", hint=hint, comment=None, header=True)
+    while len(rows.header) > 1 and not rows.header[-1].strip():  # a trailing tab is not a column
+        rows.header.pop()
+    if column not in rows.header or "gene_id" not in rows.header:
+        raise InputError(f"{path}: needs columns gene_id and {column!r}; has {rows.header}")
+    rows.check_width(len(rows.header), len(rows.header), expected=f"{len(rows.header)} (as many as the header has)")
+    ids = normalise_gene_ids(rows.texts(rows.header.index("gene_id"), "gene id"))
+    k = rows.header.index(column)
+    blank = rows.column(k).str.strip().isin(list(MISSING)).to_numpy()
+    for i in np.flatnonzero(blank):
+        rows.fields[i][k] = "-1"
+    folds = pd.Series(rows.integers(k, f"fold ({column})", minimum=-1), index=ids.to_numpy())
+    repeated = folds.index.duplicated()
+    if repeated.any():
+        i = int(np.argmax(repeated))
+        raise rows.fail(i, f"gene {folds.index[i]!r} listed again; keep one fold per gene")
+    return folds
 
 
 SCHEMES: dict[str, Callable[..., pd.Series]] = {
