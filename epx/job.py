@@ -9,8 +9,10 @@ job therefore never leaves a ``running`` record behind unless the process itself
 ``job.save()`` writes the record mid-job (e.g. once the W&B run id is known).
 
 On the way in, the record gets ``host`` (``socket.gethostname()``) and ``pid``
-(``os.getpid()``) of the process running the job: a record still ``running`` whose process is
-gone is a killed job, and ``epx summarize`` reports it as ``killed`` (``epx.analysis.collect``).
+(``os.getpid()``) of the process running the job and is written (status ``running``): a
+record still ``running`` whose process is gone is a killed job — even one killed during its
+first minutes, e.g. while the cache is built — and ``epx summarize`` reports it as ``killed``
+(``epx.analysis.collect``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Job:
     def running(self) -> Iterator["Job"]:
         start = time.time()
         self.record.host, self.record.pid = socket.gethostname(), os.getpid()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.save()
         try:
             yield self
         except BaseException as err:
@@ -54,9 +56,11 @@ class Job:
             raise
         finally:
             self.record.wall_seconds = round(time.time() - start, 2)
-            self.save()
-            finish_run(self.logger, self.record.status)
-            log.info("job dir: %s", self.dir)
-            if self.record.wandb:
-                wandb = self.record.wandb
-                log.info("W&B run %s (%s): %s", wandb.get("id"), wandb.get("mode"), wandb.get("dir"))
+            try:
+                self.save()
+            finally:  # a record that cannot be written (disk full) still closes the W&B run
+                finish_run(self.logger, self.record.status)
+                log.info("job dir: %s", self.dir)
+                if self.record.wandb:
+                    wandb = self.record.wandb
+                    log.info("W&B run %s (%s): %s", wandb.get("id"), wandb.get("mode"), wandb.get("dir"))

@@ -105,6 +105,17 @@ def test_killed_job_is_summarized_killed_never_ok(tmp_path, small_synthetic):
     )
 
 
+def test_job_record_says_running_with_its_process_from_the_start(tmp_path):
+    """Written before any step, so a job killed in its first minutes (cache build) is
+    summarized ``killed``, not ``missing``."""
+    from epx.job import Job
+
+    with Job(tmp_path / "0", JobRecord(cell="E003")).running():
+        on_disk = JobRecord.read(tmp_path / "0")
+        assert (on_disk.status, on_disk.pid, on_disk.host) == ("running", os.getpid(), socket.gethostname())
+    assert JobRecord.read(tmp_path / "0").status == "running"  # the steps set ok themselves
+
+
 def _text(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
