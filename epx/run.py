@@ -5,8 +5,10 @@ Contract: ``train(cfg) -> JobRecord``; the steps, top to bottom:
 1. validate the selection (cell, marks, fold, task): one clear error listing the valid values,
    before anything is built;
 2. seed everything;
-3. data: the DataModule from ``conf/data/`` (the dataset folder is materialised and checked,
-   the cell's cache built once, the splits assigned); ``folds.json``;
+3. data: the DataModule from ``conf/data/``: the dataset folder is materialised and checked,
+   every gene and interaction accounted for (the record's ``genes``/``interactions``,
+   ``genes_dropped.tsv``, written before the job may be refused for losing too many genes),
+   the splits assigned, the cell's cache built once; ``folds.json``;
 4. model: net, objective and LightningModule from ``conf/model/`` (and ``conf/task/``), with
    the provenance that makes its checkpoints reloadable (``epx predict``);
 5. logger and trainer from ``conf/logger/`` and ``conf/trainer/``; the record is saved with
@@ -151,6 +153,11 @@ def train(cfg: DictConfig) -> JobRecord:
         objective = instantiate(objective_config(cfg))
         job.record.primary_metric = objective.primary
         dm: EpxDataModule = instantiate(cfg.data, target_column=objective.target_column)
+        dm.account_inputs()
+        report = dm.input_report()
+        job.record.genes, job.record.interactions = report["genes"], report["interactions"]
+        dm.write_dropped(job.dir / "genes_dropped.tsv")
+        job.save()
         dm.prepare_data()
         dm.setup()
         job.record.n_genes = dm.n_genes()

@@ -46,11 +46,16 @@ def test_classification_is_rejected_with_a_clear_error(tmp_path, small_synthetic
     assert read_metrics(tmp_path).status == "failed"
 
 
-def test_an_empty_interactions_file_still_trains_and_predicts_every_gene_once(tmp_path, small_synthetic):
+def test_an_empty_interactions_file_is_refused_and_a_graph_free_run_predicts_every_gene_once(tmp_path, small_synthetic):
     empty = tmp_path / "empty.bedpe"
     empty.write_text("")
     one_epoch = ("trainer.max_epochs=1", "+trainer.limit_train_batches=2", "callbacks=none")
-    train(job_cfg(tmp_path, small_synthetic, "model=graphreg", f"dataset.files.interactions={empty}", *one_epoch, *FAST[1:]))
+    refused = tmp_path / "refused"
+    with pytest.raises(InputError, match="empty.bedpe: no interactions"):
+        train(job_cfg(refused, small_synthetic, "model=graphreg", f"dataset.files.interactions={empty}", *one_epoch, *FAST[1:]))
+    assert read_metrics(refused).status == "failed"  # refused: not a promoter-only run in disguise
+    # asked for explicitly, the graph-free run trains on windows without edges
+    train(job_cfg(tmp_path, small_synthetic, "model=graphreg", "model.inputs.requires_contacts=false", f"dataset.files.interactions={empty}", *one_epoch, *FAST[1:]))
     record = read_metrics(tmp_path)
     assert record.status == "ok" and math.isfinite(record.test["bin_nll_tss"])
     assert math.isnan(record.test["bin_pearson_expressed_contact"])  # no contact anywhere

@@ -63,9 +63,17 @@ def test_nan_in_memory_signal_counts_as_zero():
     np.testing.assert_allclose(out["chr1"], [0.0, 3.0])
 
 
-def test_chromosome_naming_mismatch_is_reported(tmp_path):
-    path = write_bigwig(tmp_path / "ens.bigwig", {"1": 1000}, {"1": np.ones(1000)})
-    with pytest.raises(InputError, match="naming mismatch.*ens.bigwig.*'1'.*'chr1'"):
+def test_a_bigwig_in_the_other_naming_is_read_under_the_datasets_names(tmp_path, caplog):
+    path = write_bigwig(tmp_path / "ens.bigwig", {"1": 1000, "MT": 100}, {"1": np.ones(1000), "MT": np.full(100, 2.0)})
+    binned = read_binned(path, {"chr1": 1000, "chrM": 100, "chr2": 500})
+    assert binned["chr1"].tolist() == [1.0] * 10 and binned["chrM"].tolist() == [2.0]
+    assert not binned["chr2"].any()  # a chromosome the bigWig lacks is uncovered: zeros
+    assert "ens.bigwig: 2 chromosome(s) read under the dataset's naming (1 → chr1, MT → chrM)" in caplog.text
+
+
+def test_a_bigwig_sharing_no_chromosome_in_any_spelling_is_refused(tmp_path):
+    path = write_bigwig(tmp_path / "other.bigwig", {"scaffold_1": 1000}, {"scaffold_1": np.ones(1000)})
+    with pytest.raises(InputError, match="other.bigwig shares no chromosome"):
         read_binned(path, {"chr1": 1000})
 
 

@@ -2,11 +2,22 @@
 
 Contract: ``EpxDataModule(spec, cell, marks, fold, inputs, target_column, cache_dir, ...)``,
 built from ``conf/data/default.yaml`` (``marks`` may be ``A+B``, a list or ``all``).
-``prepare_data()`` materialises the folder (synthetic), checks the cells and every requested
-file before any long work, and builds the cell's cache once (locked). ``setup()`` loads the gene table,
-assigns chromosome-held-out splits (``spec.folds``), loads the cached tracks of the genes'
-chromosomes into memory and asks the model's ``inputs`` builder for one Dataset per split.
-Batches come from memory (``ArrayDataset.__getitems__``), never from per-item file reads.
+``account_inputs()`` materialises the folder (synthetic), checks the cells and every requested
+file, and accounts for every gene and interaction (``epx.data.prepare.genes.GeneAccount``:
+used in a split, or dropped for a named reason; ``InteractionAccount``: read, kept, matched,
+genes linked — only when the model's builder reads contacts, i.e. has a
+``contact_tolerance_bp``); cheap, no cache is built. ``input_report()`` is what the job
+record keeps of it, ``write_dropped(path)`` the ``genes_dropped.tsv``. ``prepare_data()``
+refuses, before any long work, a job that would drop more than ``max_dropped_fraction`` of
+the TSS file's genes or whose interactions reach no gene, then builds the cell's cache once
+(locked). ``setup()`` loads the cached tracks of the used genes' chromosomes into memory and
+asks the model's ``inputs`` builder for one Dataset per split. Batches come from memory
+(``ArrayDataset.__getitems__``), never from per-item file reads.
+
+Genes whose TSS is closer to a chromosome end than the builder's ``flank_bp`` (how far its
+window reaches from the TSS) are dropped (``min_end_distance_bp`` overrides it, e.g. to give
+every model of a comparison the same genes); chromosomes matching ``exclude_chroms`` (regular
+expressions; chrM and unplaced/alt contigs by default) are left out.
 
 Cross-cell-type mode (``test_cell``): train and validate on ``cell``; the test split holds the
 same held-out chromosomes but reads ``test_cell``'s signals, interactions and expression —
@@ -27,7 +38,8 @@ from epx.data.inputs.arrays import keep_batch
 from epx.data.prepare.cache import CellCache
 from epx.data.prepare.contract import DatasetSpec
 from epx.data.prepare.folds import assign_splits, fold_record
-from epx.data.prepare.genes import load_genes
+from epx.data.prepare.genes import DEFAULT_EXCLUDE, GeneAccount, account_genes, write_dropped
+from epx.data.prepare.interactions import InteractionAccount
 from epx.data.inputs.context import DataContext
 from epx.selection import check_cell, parse_marks
 from epx.data.tracks import SignalTracks
@@ -51,6 +63,9 @@ class EpxDataModule(L.LightningDataModule):
         num_workers: int = 0,
         bin_bp: int = 100,
         test_cell: str | None = None,
+        max_dropped_fraction: float = 0.05,
+        exclude_chroms: Sequence[str] = DEFAULT_EXCLUDE,
+        min_end_distance_bp: int | None = None,
     ):
         super().__init__()
         self.spec, self.cell, self.marks, self.fold = spec, str(cell), parse_marks(marks), int(fold)
@@ -64,6 +79,12 @@ class EpxDataModule(L.LightningDataModule):
         self.datasets: dict = {}
         self.genes: pd.DataFrame | None = None
         self.split: pd.Series | None = None
+        self.max_dropped_fraction = float(max_dropped_fraction)
+        self.exclude_chroms = tuple(exclude_chroms or ())
+        self.min_end_distance_bp = min_end_distance_bp
+        self.accounts: dict[str, GeneAccount] | None = None
+        self.contact_accounts: dict[str, InteractionAccount] = {}
+        self.contacts: dict[str, pd.DataFrame] = {}
 
     @property
     def cells(self) -> list[str]:
@@ -87,26 +108,90 @@ class EpxDataModule(L.LightningDataModule):
             for cell in self.cells:
                 check_cell(cell, [c for c in header if c != "gene_id"], f"{path} (its expression columns)")
 
-    def prepare_data(self) -> None:
+    @property
+    def flank_bp(self) -> int:
+        if self.min_end_distance_bp is not None:
+            return int(self.min_end_distance_bp)
+        return int(getattr(self.inputs, "flank_bp", 0))
+
+    def _account(self, cell: str) -> GeneAccount:
+        cache = self._cache(cell)
+        return account_genes(
+            self.spec.path("tss"),
+            self.spec.path("expression"),
+            cell,
+            cache.chrom_sizes,
+            signal_chroms=self.spec.signal_chroms(cell, self.marks, cache.chrom_sizes),
+            exclude_chroms=self.exclude_chroms,
+            flank_bp=self.flank_bp,
+            exact_names=self.spec.exact_names,
+        )
+
+    def _used_rows(self, cell: str) -> np.ndarray:
+        """Gene-table rows this job uses for ``cell``: every split of the training cell; the
+        test chromosomes' genes of a cross-cell ``test_cell``."""
+        if cell == self.cell:
+            return np.flatnonzero((self.split != "unused").to_numpy())
+        test_chroms = set(self.genes["chrom"][self.split == "test"])
+        return np.flatnonzero(self.accounts[cell].genes["chrom"].isin(test_chroms).to_numpy())
+
+    def account_inputs(self) -> dict[str, GeneAccount]:
+        """Every gene and interaction accounted for; cheap (no cache build), computed once."""
+        if self.accounts is not None:
+            return self.accounts
         self.spec.materialize()
         self.check_cells()
         self.spec.check(self.cells, self.marks)
+        accounts = {cell: self._account(cell) for cell in self.cells}
+        genes = accounts[self.cell].genes
+        split = assign_splits(genes, self.fold, **dict(self.spec.folds))
+        accounts[self.cell].drop_unassigned((split == "unused").to_numpy())
+        self.genes, self.split, self.accounts = genes, split, accounts
+        tolerance = getattr(self.inputs, "contact_tolerance_bp", None)
+        for cell in self.cells:
+            contacts, account = self.spec.contacts(cell, chroms=self._cache(cell).chrom_sizes)
+            if tolerance is not None:
+                account.link(accounts[cell].genes.iloc[self._used_rows(cell)], contacts, tolerance_bp=int(tolerance))
+            self.contacts[cell], self.contact_accounts[cell] = contacts, account
+        for account in accounts.values():
+            account.log()
+        return accounts
+
+    def input_report(self) -> dict:
+        """The job record's ``genes`` and ``interactions`` (a cross-cell test cell's under ``test_cell``)."""
+        accounts = self.account_inputs()
+        genes = accounts[self.cell].summary(self.split)
+        interactions = self.contact_accounts[self.cell].summary() if self.cell in self.contact_accounts else {}
+        if self.test_cell:
+            genes["test_cell"] = {**accounts[self.test_cell].summary(), "used": len(self._used_rows(self.test_cell))}
+            if self.test_cell in self.contact_accounts:
+                interactions["test_cell"] = self.contact_accounts[self.test_cell].summary()
+        return {"genes": genes, "interactions": interactions}
+
+    def write_dropped(self, path: str | Path) -> Path:
+        return write_dropped(self.account_inputs(), path)
+
+    def check_inputs(self) -> None:
+        """Refuse a job that would lose too many genes, or whose interactions reach no gene."""
+        for account in self.account_inputs().values():
+            account.check(self.max_dropped_fraction)
+        for account in self.contact_accounts.values():
+            account.check()
+
+    def prepare_data(self) -> None:
+        self.check_inputs()
         for cell in self.cells:
             self._cache(cell).ensure(self.marks)
 
     def _context(self, cell: str, genes: pd.DataFrame, chroms) -> DataContext:
         tracks = SignalTracks(self._cache(cell).load(self.marks, chroms=chroms), self.marks, base_bp=self.bin_bp)
-        return DataContext(tracks, genes, self.spec.contacts(cell), cell, self.marks, self.target_column, cage=self.spec.cage_path(cell))
-
-    def _genes(self, cell: str) -> pd.DataFrame:
-        return load_genes(self.spec.path("tss"), self.spec.path("expression"), cell, self._cache(cell).chrom_sizes)
+        return DataContext(tracks, genes, self.contacts[cell], cell, self.marks, self.target_column, cage=self.spec.cage_path(cell))
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        genes = self._genes(self.cell)
-        split = assign_splits(genes, self.fold, **dict(self.spec.folds))
-        self.genes, self.split = genes, split
+        self.account_inputs()
+        genes, split = self.genes, self.split
         context = self._context(self.cell, genes, genes["chrom"][split != "unused"].unique())
         self.tables = {name: genes for name in SPLITS}
         for name in SPLITS:
@@ -115,16 +200,16 @@ class EpxDataModule(L.LightningDataModule):
             self.datasets[name] = self.inputs(context, np.flatnonzero((split == name).to_numpy()))
         if self.test_cell:
             # same held-out chromosomes, the other cell's signal, interactions and expression
-            test_genes = self._genes(self.test_cell)
-            test_chroms = set(genes["chrom"][split == "test"])
-            rows = np.flatnonzero(test_genes["chrom"].isin(test_chroms).to_numpy())
+            test_genes = self.accounts[self.test_cell].genes
+            rows = self._used_rows(self.test_cell)
             self.tables["test"] = test_genes
-            self.datasets["test"] = self.inputs(self._context(self.test_cell, test_genes, sorted(test_chroms)), rows)
+            test_chroms = sorted(set(genes["chrom"][split == "test"]))
+            self.datasets["test"] = self.inputs(self._context(self.test_cell, test_genes, test_chroms), rows)
 
     def n_genes(self) -> dict[str, int]:
         n = {name: int((self.split == name).sum()) for name in SPLITS}
         if self.test_cell:
-            n["test"] = int(self.tables["test"]["chrom"].isin(set(self.genes["chrom"][self.split == "test"])).sum())
+            n["test"] = len(self._used_rows(self.test_cell))
         return n
 
     def fold_record(self) -> dict:

@@ -4,7 +4,10 @@ Reading. ``read_binned(source, chrom_sizes, bin_bp=100) -> {chrom: float32 (n_bi
 ``n_bins = ceil(length / bin_bp)``; bin value = mean per-bp signal over the bin (the last,
 partial bin is averaged over its real length); uncovered bases (NaN in bigWig) count as 0.
 ``source`` is a bigWig path or an in-memory ``{chrom: per-bp array}``. Chromosomes that the
-bigWig lacks are all-zero (bigWig leaves uncovered chromosomes out).
+bigWig lacks are all-zero (bigWig leaves uncovered chromosomes out). The bigWig's own naming
+is reconciled to ``chrom_sizes``' per chromosome (``epx.io.naming.reconcile``: a ``1``/``MT``
+bigWig fills ``chr1``/``chrM``), with one warning per renamed file; a bigWig that shares no
+chromosome with ``chrom_sizes`` in any spelling is refused.
 
 Speed: each span of ``span_bp`` is decoded with one ``values(..., numpy=True)`` call and
 binned with a reshape; spans that the bigWig's zoom levels report as empty are skipped, and
@@ -37,7 +40,11 @@ import pyBigWig
 
 from epx.errors import InputError
 from epx.io.atomic import atomic_path
-from epx.io.naming import check_naming
+import logging
+
+from epx.io.naming import check_naming, reconcile
+
+log = logging.getLogger(__name__)
 
 # Spans below this covered fraction are binned from intervals instead of decoded per bp.
 SPARSE_FRACTION = 0.02
@@ -157,21 +164,35 @@ def open_for_reading(path: str | os.PathLike):
     return bw
 
 
+def _spellings(present, chrom_sizes: Mapping[str, int], what: str) -> dict[str, str | None]:
+    """Each chromosome of ``chrom_sizes`` → its name in the source (None: not in it)."""
+    spelling = reconcile(chrom_sizes, present)
+    if present and not any(spelling.values()):
+        check_naming(present, chrom_sizes, what=what, reference_what="the dataset's chromosome sizes")
+        raise InputError(f"{what} shares no chromosome with the dataset's chromosome sizes")  # check_naming raised already
+    renamed = {a: b for a, b in spelling.items() if b is not None and a != b}
+    if renamed:
+        pairs = ", ".join(f"{b} → {a}" for a, b in list(renamed.items())[:4])
+        log.warning("%s: %d chromosome(s) read under the dataset's naming (%s%s)", what, len(renamed), pairs, ", …" if len(renamed) > 4 else "")
+    return spelling
+
+
 def _read_bigwig(path: Path, chrom_sizes: Mapping[str, int], bin_bp: int, span_bp: int) -> dict[str, np.ndarray]:
     bw = open_for_reading(path)
     try:
         present = bw.chroms()
-        check_naming(present, chrom_sizes, what=str(path), reference_what="the dataset's chromosome sizes")
+        spelling = _spellings(present, chrom_sizes, str(path))
         span_bp -= span_bp % bin_bp
         out = {}
         for chrom, length in chrom_sizes.items():
             binned = np.zeros(-(-length // bin_bp), dtype=np.float32)
-            if chrom in present:
-                stop = min(length, present[chrom])
+            name = spelling.get(chrom)
+            if name is not None:
+                stop = min(length, present[name])
                 for start in range(0, stop, span_bp):
                     end = min(start + span_bp, stop)
                     try:
-                        part = _read_span(bw, chrom, start, end, bin_bp)
+                        part = _read_span(bw, name, start, end, bin_bp)
                     except RuntimeError as err:  # a header that opens but data blocks cut short
                         raise InputError(f"{path}: cannot read {chrom}:{start}-{end} ({err}); the file is damaged: {BROKEN_FIX}") from err
                     if part is not None:
@@ -191,12 +212,12 @@ def read_binned(
     span_bp: int = 8_000_000,
 ) -> dict[str, np.ndarray]:
     if isinstance(source, Mapping):
-        check_naming(source, chrom_sizes, what="the in-memory signal", reference_what="the chromosome sizes")
+        spelling = _spellings(source, chrom_sizes, "the in-memory signal")
         out = {}
         for chrom, length in chrom_sizes.items():
             values = np.zeros(length, np.float32)
-            if chrom in source:
-                given = np.asarray(source[chrom], dtype=np.float32)[:length]
+            if spelling.get(chrom) is not None:
+                given = np.asarray(source[spelling[chrom]], dtype=np.float32)[:length]
                 values[: given.shape[0]] = given
             binned = bin_mean(values, bin_bp)
             _check_values(binned, f"in-memory signal ({chrom})")

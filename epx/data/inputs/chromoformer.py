@@ -99,6 +99,8 @@ class ChromoformerInputs:
     ):
         self.window_bp, self.resolutions = window_bp, tuple(int(r) for r in resolutions)
         self.i_max, self.w_max, self.tolerance_bp = i_max, w_max, tolerance_bp
+        self.flank_bp = window_bp // 2  # the promoter window's reach from the TSS
+        self.contact_tolerance_bp = tolerance_bp  # what links a gene to an interaction (the accounting's rule too)
 
     def __call__(self, context: DataContext, rows: np.ndarray) -> ChromoformerDataset:
         slots = select_pcres(context.genes.iloc[rows], context.interactions.assign(score=context.interactions["strength"]), tolerance_bp=self.tolerance_bp, i_max=self.i_max)

@@ -7,6 +7,10 @@ pCRE). A gene's pCREs are the partner anchors of interactions whose other anchor
 its promoter (TSS ± ``tolerance_bp``), either BEDPE orientation; partners that overlap the
 same promoter are not pCREs; a partner seen twice keeps its best score. The top ``i_max``
 by score are kept, ties broken by (chrom, start, end) so every run selects the same set.
+
+``gene_links(genes, interactions, tolerance_bp=1000) -> DataFrame[gene, row, chrom, start,
+end, freq]`` is every (gene row, partner) pair before that selection (``row``: the
+interaction's row), self links removed: what the interaction accounting counts.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ class PcreSlots:
 
     def take(self, rows: np.ndarray) -> "PcreSlots":
         return PcreSlots(self.chrom[rows], self.start[rows], self.end[rows], self.freq[rows], self.mask[rows])
+
+
+LINK_COLUMNS = ["gene", "row", "chrom", "start", "end", "freq"]
 
 
 def _ragged_arange(counts: np.ndarray) -> np.ndarray:
@@ -54,12 +61,13 @@ def _links(genes: pd.DataFrame, anchor: pd.DataFrame, partner: pd.DataFrame, sco
         gene_rows = order[np.repeat(lo, counts) + _ragged_arange(counts)]
         out.append(pd.DataFrame({
             "gene": gene_rows,
+            "row": rows,
             "chrom": partner["chrom"].to_numpy()[rows],
             "start": partner["start"].to_numpy()[rows],
             "end": partner["end"].to_numpy()[rows],
             "freq": score[rows],
         }))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["gene", "chrom", "start", "end", "freq"])
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=LINK_COLUMNS)
 
 
 def select_pcres(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_bp: int = 1000, i_max: int = 8) -> PcreSlots:
@@ -71,23 +79,9 @@ def select_pcres(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_b
         freq=np.zeros((n, i_max), np.float32),
         mask=np.zeros((n, i_max), bool),
     )
-    if interactions.empty or n == 0:
-        return slots
-    score = interactions["score"].to_numpy(np.float64)
-    sides = [
-        interactions[[f"chrom{i}", f"start{i}", f"end{i}"]].set_axis(["chrom", "start", "end"], axis=1) for i in (1, 2)
-    ]
-    links = pd.concat(
-        [_links(genes, sides[0], sides[1], score, tolerance_bp), _links(genes, sides[1], sides[0], score, tolerance_bp)],
-        ignore_index=True,
-    )
+    links = gene_links(genes, interactions, tolerance_bp=tolerance_bp)
     if links.empty:
         return slots
-    links = links.astype({"gene": np.int64, "start": np.int64, "end": np.int64, "freq": np.float64})
-    g_chrom = genes["chrom"].to_numpy()[links["gene"]]
-    g_tss = genes["tss"].to_numpy()[links["gene"]]
-    self_link = (links["chrom"].to_numpy() == g_chrom) & (g_tss >= links["start"] - tolerance_bp) & (g_tss < links["end"] + tolerance_bp)
-    links = links[~self_link]
     links = links.sort_values(["gene", "freq", "chrom", "start", "end"], ascending=[True, False, True, True, True], kind="stable")
     links = links.drop_duplicates(["gene", "chrom", "start", "end"], keep="first")
     links["slot"] = links.groupby("gene").cumcount()
@@ -99,3 +93,24 @@ def select_pcres(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_b
     slots.freq[g, s] = links["freq"].to_numpy()
     slots.mask[g, s] = True
     return slots
+
+
+def gene_links(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_bp: int = 1000) -> pd.DataFrame:
+    """Every (gene row, partner) pair of ``interactions`` at a promoter, self links removed."""
+    if interactions.empty or genes.empty:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    score = interactions["score"].to_numpy(np.float64)
+    sides = [
+        interactions[[f"chrom{i}", f"start{i}", f"end{i}"]].set_axis(["chrom", "start", "end"], axis=1) for i in (1, 2)
+    ]
+    links = pd.concat(
+        [_links(genes, sides[0], sides[1], score, tolerance_bp), _links(genes, sides[1], sides[0], score, tolerance_bp)],
+        ignore_index=True,
+    )
+    if links.empty:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    links = links.astype({"gene": np.int64, "row": np.int64, "start": np.int64, "end": np.int64, "freq": np.float64})
+    g_chrom = genes["chrom"].to_numpy()[links["gene"]]
+    g_tss = genes["tss"].to_numpy()[links["gene"]]
+    self_link = (links["chrom"].to_numpy() == g_chrom) & (g_tss >= links["start"] - tolerance_bp) & (g_tss < links["end"] + tolerance_bp)
+    return links[~self_link].reset_index(drop=True)

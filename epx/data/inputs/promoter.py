@@ -2,7 +2,8 @@
 
 Contract: ``PromoterInputs(window_bp=6000, bin_bp=100)`` is a builder ``(context, rows) ->
 ArrayDataset`` of ``{"x": {"x": (N, M, window_bp / bin_bp)}, "y": (N,), "gene": (N,)}``,
-strand-oriented (− strand windows mirrored), ln(mean + 1) per bin.
+strand-oriented (− strand windows mirrored), ln(mean + 1) per bin. ``flank_bp`` (window_bp / 2)
+is how far the window reaches from the TSS; it reads no contacts (``contact_tolerance_bp`` None).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ class PromoterInputs:
 
     def __init__(self, *, window_bp: int = 6000, bin_bp: int = 100):
         self.window_bp, self.bin_bp = window_bp, bin_bp
+        self.flank_bp = window_bp // 2
+        self.contact_tolerance_bp = None
 
     def __call__(self, context: DataContext, rows: np.ndarray) -> ArrayDataset:
         genes = context.genes.iloc[rows]

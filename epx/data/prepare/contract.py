@@ -6,9 +6,13 @@ from ``conf/dataset/*.yaml``. ``files`` maps each contract file to a pattern rel
 Roadmap's own names (``{cell}-{mark}.fc.signal.bigwig``) work unchanged. ``generator`` is an
 optional callable ``generator(root)`` that materialises the folder on first use (the
 built-in synthetic dataset). ``check(cells, marks)`` fails before any long work with one
-error per problem naming the cell, mark and expected path. ``contacts(cell)`` is the cell's
-BEDPE past the dataset's ``interactions`` threshold (empty when the cell has no file);
-``cage_path(cell)`` the CAGE bigWig when present, else None.
+error per problem naming the cell, mark and expected path. ``contacts(cell, chroms=None) ->
+(contacts, InteractionAccount)`` is the cell's BEDPE, chromosome names mapped to ``chroms``'
+naming (the signals'), past the dataset's ``interactions`` threshold (empty when the cell has
+no file), with its counts; ``cage_path(cell)`` the CAGE bigWig when present, else None.
+``signal_chroms(cell, marks)`` is the set of chromosomes (in ``chrom_sizes``' naming) that at
+least one of those bigWigs has. ``chrom_names``: ``reconcile`` (default: ``1`` ↔ ``chr1``,
+``MT`` ↔ ``chrM`` per record) or ``exact`` (only identical names match).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epx.data.prepare.interactions import ContactFilter
+from epx.data.prepare.interactions import ContactFilter, InteractionAccount, prepare_contacts
 from epx.io.bedpe import read_interactions
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.errors import InputError
+from epx.io.naming import reconcile
+
+CHROM_NAMES = ("reconcile", "exact")
 
 DEFAULT_FILES = {
     "signal": "signals/{cell}-{mark}.bigwig",
@@ -42,10 +49,17 @@ class DatasetSpec:
     folds: Mapping[str, Any] = field(default_factory=lambda: {"scheme": "chromoformer"})
     name: str = "folder"
     generator: Callable[[Path], Any] | None = None
+    chrom_names: str = "reconcile"
 
     def __post_init__(self):
         self.root = Path(os.path.expanduser(str(self.root)))
         self.files = {**DEFAULT_FILES, **dict(self.files or {})}
+        if self.chrom_names not in CHROM_NAMES:
+            raise InputError(f"dataset.chrom_names={self.chrom_names!r}; choose one of {', '.join(CHROM_NAMES)}")
+
+    @property
+    def exact_names(self) -> bool:
+        return self.chrom_names == "exact"
 
     # -- paths -------------------------------------------------------------------------
     def path(self, key: str, **fmt: str) -> Path:
@@ -57,9 +71,19 @@ class DatasetSpec:
     def interactions_path(self, cell: str) -> Path:
         return self.path("interactions", cell=cell)
 
-    def contacts(self, cell: str):
+    def contacts(self, cell: str, chroms: Iterable[str] | None = None) -> tuple[Any, InteractionAccount]:
         """The cell's interactions that pass ``interactions.threshold``, with a ``strength`` column."""
-        return ContactFilter(**dict(self.interactions)).apply(read_interactions(self.interactions_path(cell)))
+        path = self.interactions_path(cell)
+        return prepare_contacts(
+            read_interactions(path), ContactFilter(**dict(self.interactions)), chroms, what=str(path), exact=self.exact_names
+        )
+
+    def signal_chroms(self, cell: str, marks: Iterable[str], chrom_sizes: Mapping[str, int]) -> set[str]:
+        found: set[str] = set()
+        for mark in marks:
+            header = read_chrom_sizes(self.signal_path(cell, mark))
+            found |= {name for name, spelled in reconcile(chrom_sizes, header).items() if spelled is not None}
+        return found
 
     def cage_path(self, cell: str) -> Path | None:
         path = self.path("cage", cell=cell)

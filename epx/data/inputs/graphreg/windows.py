@@ -1,6 +1,6 @@
 """GraphReg inputs: 6 Mb windows of histone marks, their contact graph and per-5 kb-bin targets.
 
-Contract: ``GraphRegInputs(*, window_bp, step_bp, node_bp, bin_bp, skip_empty)`` is a model ``inputs`` builder (``conf/model/graphreg.yaml``), called
+Contract: ``GraphRegInputs(*, window_bp, step_bp, node_bp, bin_bp, skip_empty, requires_contacts)`` is a model ``inputs`` builder (``conf/model/graphreg.yaml``; Epi-CNN, whose net has no graph and reads the contacts only to score the same "contact" bins as GraphReg, sets ``requires_contacts: false``, so a cell without interactions is not refused), called
 ``builder(context, rows) -> GraphRegWindows`` once per split. It tiles every chromosome of the
 split's genes with ``tile_windows`` (window k's middle is ``[k * step_bp, (k + 1) * step_bp)``;
 the chromosome ends are read as zeros) and keeps, when ``skip_empty``, only the windows with at
@@ -160,12 +160,16 @@ class GraphRegInputs:
         node_bp: int = NODE_BP,
         bin_bp: int = 100,
         skip_empty: bool = True,
+        requires_contacts: bool = True,
     ):
         self.window_bp, self.step_bp, self.node_bp, self.bin_bp = window_bp, step_bp, node_bp, bin_bp
         self.middle = middle_slice(window_bp=window_bp, step_bp=step_bp, node_bp=node_bp)  # validates early
         if bin_bp <= 0 or node_bp % bin_bp:
             raise InputError(f"GraphReg node_bp={node_bp} must be a multiple of bin_bp={bin_bp}")
         self.skip_empty = skip_empty
+        self.flank_bp = 0  # chromosomes are tiled with zero-padded ends: every gene has a window
+        # a TSS node's edges: an anchor midpoint within about half a node of the TSS
+        self.contact_tolerance_bp = node_bp // 2 if requires_contacts else None
 
     def _bin_targets(self, genes: pd.DataFrame, chrom: str, n_nodes: int, cage: Path | None) -> np.ndarray:
         """(n_nodes,) float32 per-5 kb-bin target over the whole (padded) chromosome."""
