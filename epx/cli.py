@@ -2,8 +2,9 @@
 
 Training itself is ``python launch.py …`` (Hydra owns that command line). ``run_job`` is the
 glue between Hydra and ``epx.run.train``: in a single run, bad input ends the process with
-one line naming the problem and exit code 2; in a multirun the error is recorded in the
-job's metrics.json and re-raised so the other jobs of the grid still run.
+one line naming the problem and exit code 2 (a diverged training, ``NonFiniteLossError``:
+exit code 1); in a multirun the error is recorded in the job's metrics.json and re-raised so
+the other jobs of the grid still run.
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ log = logging.getLogger("epx")
 
 def run_job(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    from epx.errors import InputError
+    from epx.errors import InputError, NonFiniteLossError
     from epx.run import train
 
     try:
         record = train(cfg)
-    except InputError as err:
-        multirun = HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
-        if multirun:
+    except (InputError, NonFiniteLossError) as err:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         print(f"epx: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, InputError) else 1)
     return record.primary_value
 
 

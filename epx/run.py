@@ -26,6 +26,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -56,7 +57,7 @@ def identity(cfg: DictConfig) -> dict:
         return {"group": None, "name": None, "overrides": []}
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
-    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    multirun = hc.mode == RunMode.MULTIRUN
     group = f"{Path(hc.sweep.dir).parent.name}_{Path(hc.sweep.dir).name}" if multirun else None
     head = [f"cell={cfg.cell}", f"mark={cfg.mark}", f"fold={cfg.fold}"]
     rest = [o for o in overrides if not o.startswith(NAME_SKIP) and o.split("=", 1)[0] not in ("cell", "mark", "fold")]

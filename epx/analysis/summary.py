@@ -8,10 +8,11 @@ schema version) and writes, both replaced atomically:
 
 - ``<SWEEP>/summary.csv``: one row per job of (expected grid ∪ job dirs found), columns
   ``job, cell, mark, fold, model, task, seed, test_cell, status, n_params, n_train, n_val,
-  n_test, primary_metric, test_<metric>…, wall_seconds, wandb_id, error, overrides``.
-  ``status`` is the job's own (``running`` / ``ok`` / ``failed``), ``missing`` (never
-  started, or died before writing its record) or ``unreadable`` (record corrupt; ``error``
-  says why). ``primary_metric`` is the job record's (empty without one).
+  n_test, genes_used, genes_dropped, primary_metric, test_<metric>…, wall_seconds, wandb_id,
+  error, overrides``. ``status`` is the job's own (``running`` / ``ok`` / ``failed``),
+  ``killed`` (a ``running`` record on this host whose process is gone), ``missing`` (never
+  started) or ``unreadable`` (record corrupt; ``error`` says why). ``genes_dropped`` counts
+  the job's ``genes_dropped.tsv`` rows (every reason). ``primary_metric`` is the job record's (empty without one).
 - ``<SWEEP>/summary.png``: one heatmap panel per (model, task, primary metric), mark × cell,
   of the mean over folds of each job's primary test metric (``epx.analysis.plot``).
 
