@@ -5,8 +5,10 @@ built from ``conf/data/default.yaml`` (``marks`` may be ``A+B``, a list or ``all
 ``account_inputs()`` materialises the folder (synthetic), checks the cells and every requested
 file, and accounts for every gene and interaction (``epx.data.prepare.genes.GeneAccount``:
 used in a split, or dropped for a named reason; ``InteractionAccount``: read, kept, matched,
-genes linked — only when the model's builder reads contacts, i.e. has a
-``contact_tolerance_bp``); cheap, no cache is built. ``input_report()`` is what the job
+genes linked). The builder says what it needs: ``contact_tolerance_bp`` (None: a promoter
+model, the interactions are not even read) and ``requires_contacts`` (default True: contacts
+that reach no gene refuse the job; Epi-CNN reads them only to score GraphReg's "contact"
+bins, so it sets False). Cheap: no cache is built. ``input_report()`` is what the job
 record keeps of it, ``write_dropped(path)`` the ``genes_dropped.tsv``. ``prepare_data()``
 refuses, before any long work, a job that would drop more than ``max_dropped_fraction`` of
 the TSS file's genes or whose interactions reach no gene, then builds the cell's cache once
@@ -39,7 +41,8 @@ from epx.data.prepare.cache import CellCache
 from epx.data.prepare.contract import DatasetSpec
 from epx.data.prepare.folds import assign_splits, fold_record
 from epx.data.prepare.genes import DEFAULT_EXCLUDE, GeneAccount, account_genes, write_dropped
-from epx.data.prepare.interactions import InteractionAccount
+from epx.data.prepare.interactions import ContactFilter, InteractionAccount
+from epx.io.bedpe import empty_interactions
 from epx.data.inputs.context import DataContext
 from epx.selection import check_cell, parse_marks
 from epx.data.tracks import SignalTracks
@@ -149,9 +152,11 @@ class EpxDataModule(L.LightningDataModule):
         self.genes, self.split, self.accounts = genes, split, accounts
         tolerance = getattr(self.inputs, "contact_tolerance_bp", None)
         for cell in self.cells:
+            if tolerance is None:  # a promoter model: the interactions are not read at all
+                self.contacts[cell] = ContactFilter().apply(empty_interactions())
+                continue
             contacts, account = self.spec.contacts(cell, chroms=self._cache(cell).chrom_sizes)
-            if tolerance is not None:
-                account.link(accounts[cell].genes.iloc[self._used_rows(cell)], contacts, tolerance_bp=int(tolerance))
+            account.link(accounts[cell].genes.iloc[self._used_rows(cell)], contacts, tolerance_bp=int(tolerance))
             self.contacts[cell], self.contact_accounts[cell] = contacts, account
         for account in accounts.values():
             account.log()
@@ -175,8 +180,9 @@ class EpxDataModule(L.LightningDataModule):
         """Refuse a job that would lose too many genes, or whose interactions reach no gene."""
         for account in self.account_inputs().values():
             account.check(self.max_dropped_fraction)
-        for account in self.contact_accounts.values():
-            account.check()
+        if getattr(self.inputs, "requires_contacts", True):
+            for account in self.contact_accounts.values():
+                account.check()
 
     def prepare_data(self) -> None:
         self.check_inputs()

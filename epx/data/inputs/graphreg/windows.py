@@ -169,7 +169,8 @@ class GraphRegInputs:
         self.skip_empty = skip_empty
         self.flank_bp = 0  # chromosomes are tiled with zero-padded ends: every gene has a window
         # a TSS node's edges: an anchor midpoint within about half a node of the TSS
-        self.contact_tolerance_bp = node_bp // 2 if requires_contacts else None
+        self.contact_tolerance_bp = node_bp // 2
+        self.requires_contacts = requires_contacts
 
     def _bin_targets(self, genes: pd.DataFrame, chrom: str, n_nodes: int, cage: Path | None) -> np.ndarray:
         """(n_nodes,) float32 per-5 kb-bin target over the whole (padded) chromosome."""
