@@ -19,7 +19,9 @@ came from), ``primary_metric`` (the objective's headline test metric), ``n_param
 overrides), ``checkpoint`` (the weights that produced the predictions), ``host`` and ``pid``
 (the machine and process that run the job, so a reader can tell a live ``running`` job from
 one whose process was killed), ``genes`` and ``interactions`` (what the job's inputs held
-and what it used, below). All of these are optional on read: an older record (or one of a
+and what it used, below), ``config_digest`` (a digest of the job's resolved config without
+machine paths: what decides whether a rerun of a grid may reuse this job) and ``reused``
+(True when the latest launch found this job finished with the same digest and skipped it). All of these are optional on read: an older record (or one of a
 job that stopped before its data were read) lacks them and reads as ``None`` / ``{}``.
 
 ``genes`` (gene accounting; ``{}`` until the data are read): ``tss`` (genes in the TSS
@@ -96,6 +98,8 @@ class JobRecord:
     pid: int | None = None
     genes: dict[str, Any] = field(default_factory=dict)
     interactions: dict[str, Any] = field(default_factory=dict)
+    config_digest: str | None = None
+    reused: bool = False
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
