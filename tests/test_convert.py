@@ -19,6 +19,7 @@ import pandas as pd
 import pyBigWig
 import pytest
 
+from epx.errors import InputError
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.io.gene_ids import normalise_gene_ids
 from epx.convert.expression import read_rpkm, rpkm_to_expression
@@ -91,7 +92,7 @@ def test_strip_version_and_chrom_sizes(tmp_path):
     sizes.write_text("chr2\t700\nchr1\t2000\n")
     assert list(read_chrom_sizes(sizes).items()) == [("chr2", 700), ("chr1", 2000)]
     sizes.write_text("chr1 2000 extra\nchr2\tseven\n")
-    with pytest.raises(ValueError, match=r"chrom.sizes:2: expected 'chrom<TAB>length'"):
+    with pytest.raises(InputError, match=r"chrom\.sizes, line 2: non-numeric length 'seven'"):
         read_chrom_sizes(sizes)
 
 
@@ -152,9 +153,26 @@ def test_tagalign_unknown_chromosome_is_one_clear_error(tmp_path):
 def test_tagalign_malformed_line_names_the_file(tmp_path):
     src = tmp_path / "bad.tagAlign"
     src.write_text("chr1\t10\t46\tN\t0\t+\nchr1\tten\t46\tN\t0\t+\n")
-    with pytest.raises(ValueError, match=r"bad\.tagAlign is not a readable tagAlign"):
+    with pytest.raises(InputError, match=r"bad\.tagAlign, line 2: non-numeric start 'ten'"):
         tagalign_to_bigwig(src, SIZES, tmp_path / "bad.bigwig")
     assert not (tmp_path / "bad.bigwig").exists()
+    for text, message in [
+        ("chr1\t10\n", r"line 1: 2 columns, expected at least 3"),
+        ("chr1\t50\t10\tN\t0\t+\n", r"line 1: end 10 before start 50"),
+        ("chr1\t-4\t10\tN\t0\t+\n", r"line 1: negative start '-4'"),
+        ("", r"bad\.tagAlign is not a readable tagAlign/BED file: no data"),
+    ]:
+        src.write_text(text)
+        with pytest.raises(InputError, match=message):
+            tagalign_to_bigwig(src, SIZES, tmp_path / "bad.bigwig")
+    src = tmp_path / "cut.tagAlign.gz"
+    data = gzip.compress("".join(f"chr1\t{k}\t{k + 36}\tN\t0\t+\n" for k in range(1500)).encode())
+    src.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.tagAlign\.gz: truncated gzip.*re-download"):
+        tagalign_to_bigwig(src, SIZES, tmp_path / "bad.bigwig")
+    crlf = tmp_path / "crlf.tagAlign"
+    crlf.write_bytes(b"\xef\xbb\xbfchr1\t10\t46\tN\t0\t+\r\nchr1\t20\t30\tN\t0\t-\r\n")
+    assert tagalign_to_bigwig(crlf, SIZES, tmp_path / "crlf.bigwig").reads == 2
 
 
 # ---------------------------------------------------------------- GTF
@@ -210,6 +228,31 @@ def test_gtf_without_gene_type_is_one_clear_error(tmp_path):
     assert (tmp_path / "tss.bed").read_text() == "chr1\t199\t200\tG1\t0\t-\n"
 
 
+def test_gtf_broken_lines_name_the_file_and_line(tmp_path):
+    src = tmp_path / "bad.gtf"
+    good = 'chr1\tHAVANA\tgene\t100\t200\t.\t+\t.\tgene_id "G1"; gene_type "protein_coding";\n'
+    for text, message in [
+        (good + 'chr1\tHAVANA\tgene\tten\t200\t.\t+\t.\tgene_id "G2";\n', r"bad\.gtf, line 2: non-numeric start 'ten'"),
+        (good + "chr1\tHAVANA\tgene\t100\n", r"bad\.gtf, line 2: 4 columns, expected 9"),
+        (good + 'chr1\tHAVANA\tgene\t300\t200\t.\t+\t.\tgene_id "G2";\n', r"line 2: end 200 before start 300"),
+        (good + 'chr1\tHAVANA\tgene\t100\t200\t.\tx\t.\tgene_id "G2";\n', r"line 2: strand 'x'"),
+        ('chr1\tHAVANA\tgene\t100\t200\t.\t.\t.\tgene_id "G1"; gene_type "protein_coding";\n', r"gene G1 has no strand"),
+        ('chr1\tHAVANA\tgene\t100\t200\t.\t+\t.\tgene_id "G1"; gene_type "lincRNA";\n', r"no protein_coding gene among its 1 genes \(types: lincRNA\)"),
+        ("##only a comment\n", r"bad\.gtf is not a readable GTF: no data"),
+    ]:
+        src.write_text(text)
+        with pytest.raises(InputError, match=message):
+            gtf_to_tss(src, tmp_path / "tss.bed")
+    src = tmp_path / "cut.gtf.gz"
+    src.write_bytes(gzip.compress(good.encode() * 500)[:200])
+    with pytest.raises(InputError, match=r"cut\.gtf\.gz: truncated gzip"):
+        gtf_to_tss(src, tmp_path / "tss.bed")
+    src = tmp_path / "crlf.gtf"
+    src.write_bytes(b"\xef\xbb\xbf##header\r\n" + good.replace("\n", "\r\n").encode())
+    gtf_to_tss(src, tmp_path / "tss.bed")
+    assert (tmp_path / "tss.bed").read_text() == "chr1\t99\t100\tG1\t0\t+\n"
+
+
 # ---------------------------------------------------------------- interactions
 
 
@@ -248,6 +291,24 @@ def test_hicdcplus_one_based_starts_become_zero_based(tmp_path):
     assert (tmp_path / "counts.bedpe").read_text().split("\t")[-1] == "9.0\n"
 
 
+def test_interaction_table_broken_lines(tmp_path):
+    src = tmp_path / "loops.bed"
+    head = "chr1\ts1\te1\tchr2\ts2\te2\tcc\tP-Value_Bias\tQ-Value_Bias\n"
+    for text, message in [
+        (head + "chr1\t0\t5000\tchr1\t50000\t55000\t30\t1e-6\n", r"loops\.bed, line 2: 8 columns, expected 9"),
+        (head + "chr1\t0\t5000\tchr1\tfifty\t55000\t30\t1e-6\t0.1\n", r"line 2: non-numeric start2 'fifty'"),
+        (head + "chr1\t0\t5000\tchr1\t50000\t55000\t30\t1e-6\tlow\n", r"line 2: non-numeric score 'low'"),
+        (head + "chr1\t9000\t5000\tchr1\t50000\t55000\t30\t1e-6\t0.1\n", r"line 2: end1 5000 before start1 9000"),
+        ("", r"loops\.bed is empty: no header and no interactions"),
+    ]:
+        src.write_text(text)
+        with pytest.raises(InputError, match=message):
+            convert_interactions(src, tmp_path / "out.bedpe", PRESETS["hichip"])
+    src.write_text(head)  # a header and no loops: an empty BEDPE
+    assert convert_interactions(src, tmp_path / "out.bedpe", PRESETS["hichip"]) == 0
+    assert (tmp_path / "out.bedpe").read_text() == ""
+
+
 def test_interaction_missing_column_lists_existing(tmp_path):
     src = tmp_path / "wrong.tsv"
     src.write_text("a\tb\n1\t2\n")
@@ -284,11 +345,13 @@ def test_rpkm_versions_stripped_trailing_tabs_tolerated(tmp_path):
 def test_rpkm_duplicate_after_stripping_and_text_values_are_errors(tmp_path):
     src = tmp_path / "dup.tsv"
     src.write_text("gene_id\tE003\nENSG1.1\t1\nENSG1.2\t2\n")
-    with pytest.raises(ValueError, match=r"dup\.tsv: 1 gene id\(s\) occur more than once.*'ENSG1'"):
+    with pytest.raises(InputError, match=r"dup\.tsv, line 3: gene id 'ENSG1' occurs again once versions are stripped \(first on line 2"):
         read_rpkm(src)
     src.write_text("gene_id\tE003\nENSG1\thigh\n")
-    with pytest.raises(ValueError, match=r"column 'E003' is not numeric"):
+    with pytest.raises(InputError, match=r"dup\.tsv, line 2: non-numeric RPKM of E003 'high'"):
         read_rpkm(src)
+    src.write_text("gene_id\tE003\nENSG1\tNA\nENSG2\t\n")  # missing values are NaN, not errors
+    assert read_rpkm(src)["E003"].isna().all()
 
 
 # ---------------------------------------------------------------- a download folder end to end

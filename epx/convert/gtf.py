@@ -7,8 +7,14 @@ Contract:
   without ``gene`` lines (older Ensembl releases) gets each gene's span from the
   smallest start and largest end of its other lines (transcripts, exons).
 - Kept: genes whose ``gene_type`` (GENCODE) or ``gene_biotype`` (Ensembl) is
-  ``protein_coding``. A GTF with neither attribute raises one ``ValueError`` naming the
-  file, unless ``all_genes=True`` (keep every gene).
+  ``protein_coding``; a GTF with none of them is an ``InputError`` (nothing would be
+  written). A GTF with neither attribute raises one ``InputError`` (a
+  ``ValueError``) naming the file, unless ``all_genes=True`` (keep every gene).
+- Broken input — a truncated or corrupt gzip, a binary file, an empty file, a line without 9
+  columns, a non-integer, negative or reversed start/end, a strand other than ``+ - .``, a
+  gene without ``gene_id`` or without a strand — is one ``InputError`` naming the file (and
+  the line, found by a line-by-line scan after the fast pandas read failed) and the fix.
+  CRLF line ends and a UTF-8 BOM read correctly.
 - Output: BED6 ``chrom, tss, tss+1, gene_id, 0, strand``, 0-based, sorted by chrom and
   TSS, written by ``epx.io.tss.write_tss``. The TSS is the gene's 5' end: in BED terms
   ``start`` for ``+`` genes and ``end - 1`` for ``-`` genes, i.e. GTF ``start - 1`` and
@@ -29,8 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from epx.errors import InputError
 from epx.io.gene_ids import normalise_gene_ids
 from epx.io.naming import ucsc_name
+from epx.io.tables import Rows, guard, open_text, scan
 from epx.io.tss import write_tss
 
 _GTF_COLUMNS = {0: "chrom", 2: "feature", 3: "start", 4: "end", 6: "strand", 8: "attributes"}
@@ -49,22 +57,44 @@ def _attribute(attributes: pd.Series, key: str) -> pd.Series:
     return attributes.str.extract(rf'(?:^|;)\s*{key} "([^"]*)"', expand=False)
 
 
+GTF_EXPECTED = "9 tab-separated columns with integer start/end (GENCODE or Ensembl gene annotation)"
+GTF_HINT = (
+    "a GTF line has 9 tab-separated columns (seqname source feature start end score strand frame attributes), "
+    "1-based integer start <= end and strand +, - or .; fix or delete that line (comment lines start with '#'), "
+    "or re-download the annotation"
+)
+
+
+def _check_gtf_rows(rows: Rows) -> None:
+    rows.check_width(9, 9, expected="9 (seqname source feature start end score strand frame attributes)")
+    start = rows.integers(3, "start", minimum=1, strict=True)
+    rows.ordered(start, rows.integers(4, "end", minimum=1, strict=True), "start", "end")
+    rows.choice(6, "strand", ["+", "-", "."])
+
+
 def _read_gtf_chunks(path: Path, chunksize: int):
-    try:
-        yield from pd.read_csv(
-            path,
+    """Typed chunks read by pandas (fast); on any failure the file is scanned line by line
+    for the first bad line, so the one ``InputError`` names it."""
+
+    def locate() -> None:
+        scan(path, what="GTF", hint=GTF_HINT, check=_check_gtf_rows)
+
+    with guard(path, what="GTF", expected=GTF_EXPECTED, on_error=locate), open_text(path, what="GTF") as handle:
+        for chunk in pd.read_csv(
+            handle,
             sep="\t",
             header=None,
             comment="#",
             usecols=list(_GTF_COLUMNS),
             dtype={0: str, 2: str, 3: "int64", 4: "int64", 6: str, 8: str},
             chunksize=chunksize,
-        )
-    except (ValueError, pd.errors.ParserError) as err:
-        raise ValueError(
-            f"{path} is not a readable GTF ({err}); expected 9 tab-separated columns with "
-            "integer start/end (GENCODE or Ensembl gene annotation)"
-        ) from err
+        ):
+            bad = (chunk[3] < 1) | (chunk[4] < chunk[3]) | ~chunk[6].isin(["+", "-", "."]) | chunk[8].isna() | chunk[0].isna()
+            if bad.any():
+                locate()
+                row = chunk[bad].iloc[0]
+                raise InputError(f"{path}: a line reads {row.tolist()}, not a valid GTF line; {GTF_HINT}")
+            yield chunk
 
 
 def _spans(lines: pd.DataFrame) -> pd.DataFrame:
@@ -111,7 +141,7 @@ def gtf_to_tss(
         raise FileNotFoundError(f"GTF file {gtf} does not exist")
     genes = _genes(gtf)
     if genes.empty:
-        raise ValueError(f"{gtf} has no annotation lines; expected a GENCODE/Ensembl GTF")
+        raise InputError(f"{gtf} has no annotation lines; expected a GENCODE/Ensembl GTF")
 
     if not all_genes:
         types = next(
@@ -119,16 +149,30 @@ def gtf_to_tss(
             None,
         )
         if types is None:
-            raise ValueError(
+            raise InputError(
                 f"{gtf} has no gene_type (GENCODE) or gene_biotype (Ensembl) attribute, so "
                 "protein-coding genes cannot be selected; use a GENCODE/Ensembl GTF, or pass "
                 "--all-genes to keep every gene"
             )
-        genes = genes[types == "protein_coding"]
+        coding = (types == "protein_coding").to_numpy()
+        if not coding.any():
+            found = ", ".join(map(str, types.dropna().unique()[:5]))
+            raise InputError(
+                f"{gtf} has no protein_coding gene among its {len(genes)} genes (types: {found or 'none'}); is it the "
+                "gene annotation? Pass --all-genes to keep every gene"
+            )
+        genes = genes[coding]
 
     gene_ids = normalise_gene_ids(_attribute(genes["attributes"], "gene_id"))
-    if gene_ids.isna().any():
-        raise ValueError(f"{gtf}: some gene lines have no gene_id attribute")
+    if gene_ids.isna().any() or (gene_ids.str.strip() == "").any():
+        example = genes["attributes"][(gene_ids.isna() | (gene_ids.str.strip() == "")).to_numpy()].iloc[0]
+        raise InputError(f"{gtf}: some gene lines have no gene_id attribute (e.g. attributes {example[:120]!r}); {GTF_HINT}")
+    unstranded = (genes["strand"] == ".").to_numpy()
+    if unstranded.any():
+        raise InputError(
+            f"{gtf}: gene {gene_ids[unstranded].iloc[0]} has no strand ('.'), so its TSS is unknown; give it + or -, or "
+            "drop it from the GTF"
+        )
     minus = (genes["strand"] == "-").to_numpy()
     tss = genes["start"].to_numpy() - 1  # GTF is 1-based inclusive
     tss[minus] = genes["end"].to_numpy()[minus] - 1

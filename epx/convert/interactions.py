@@ -42,8 +42,13 @@ Contract:
   whole mapping given for another tool.
 - ``threshold`` (optional) drops rows the score kind rejects; without it every row of
   the (already significant) table is kept and the model's own threshold applies.
-- A missing column, or a non-numeric coordinate or score, raises one ``ValueError``
-  naming the file, the column and the columns that exist.
+- A missing column raises one ``InputError`` (a ``ValueError``) naming the file, the
+  column and the columns that exist. Broken input — a truncated or corrupt gzip, a binary
+  or empty file, a line with another number of columns than the header, a non-integer,
+  negative or reversed coordinate, a non-numeric score — is one ``InputError`` naming the
+  file and the line (``epx.io.tables``). CRLF line ends and a UTF-8 BOM read correctly. A
+  table with a header and no rows converts to an empty BEDPE. The table is read whole
+  (significant-interaction tables are small).
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ import numpy as np
 import pandas as pd
 
 from epx.data.prepare.interactions import SCORE_FILTERS  # the dataset's own keep rule
-from epx.io.bedpe import COLUMNS, write_interactions
+from epx.errors import InputError
+from epx.io.bedpe import COLUMNS, DTYPES, write_interactions
+from epx.io.tables import MISSING, REDOWNLOAD, Rows, read_rows
 
 
 Column = str | int
@@ -116,23 +123,31 @@ def resolve_format(preset: str | None = None, **overrides) -> InteractionFormat:
     return replace(PRESETS[preset], **overrides)
 
 
-def _check_columns(table: pd.DataFrame, fmt: InteractionFormat, path: Path) -> None:
+HINT = (
+    "fix or delete that line, or check the format/preset matches the tool that wrote the table (coordinates are "
+    "integers with start <= end, the score a number)"
+)
+
+
+def _positions(table: Rows, fmt: InteractionFormat, path: Path) -> dict[str, int]:
+    """Each BEDPE field's column index in ``table`` (header names or 0-based indices)."""
     fields = [f for f in COLUMNS if f != "name"] + ["name"]  # the optional one last
-    wanted = [getattr(fmt, f) for f in fields if getattr(fmt, f) is not None]
-    missing = [c for c in wanted if c not in table.columns]
+    wanted = {f: getattr(fmt, f) for f in fields if getattr(fmt, f) is not None}
+    if fmt.header:
+        names = table.header
+        index = {name: k for k, name in reversed(list(enumerate(names)))}  # first of a repeated name
+    else:
+        width = max(len(row) for row in table.fields)
+        names = list(range(width))
+        index = {k: k for k in names}
+    missing = [c for c in wanted.values() if c not in index]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{list(table.columns)}. Pick the matching preset ({', '.join(PRESETS)}) or map "
+            f"{list(names)}. Pick the matching preset ({', '.join(PRESETS)}) or map "
             "columns by option" + ("" if fmt.header else " (0-based indices, since header=False)")
         )
-
-
-def _numeric(series: pd.Series, path: Path, dtype) -> np.ndarray:
-    try:
-        return pd.to_numeric(series).to_numpy(dtype)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: column {series.name!r} is not numeric ({err})") from err
+    return {f: index[c] for f, c in wanted.items()}
 
 
 def convert_interactions(
@@ -146,26 +161,40 @@ def convert_interactions(
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"interaction table {src} does not exist")
-    table = pd.read_csv(src, sep="\t", header=0 if fmt.header else None, comment=None)
-    _check_columns(table, fmt, src)
+    table = read_rows(src, what="interaction table", hint=HINT, comment=None, header=fmt.header, allow_empty=True)
+    if fmt.header and table.header is None or not fmt.header and not len(table):
+        raise InputError(f"{src} is empty: no header and no interactions; {REDOWNLOAD}")
+    if fmt.header:
+        while len(table.header) > 1 and not table.header[-1].strip():  # a trailing tab is not a column
+            table.header.pop()
+    position = _positions(table, fmt, src) if len(table) or fmt.header else {}
+    if fmt.header:
+        table.check_width(len(table.header), len(table.header), expected=f"{len(table.header)} (as many as the header has)")
+    else:
+        table.check_width(max(position.values()) + 1, expected=f"at least {max(position.values()) + 1}")
     shift = 1 if fmt.one_based else 0
 
-    def field(name: str) -> pd.Series:
-        return table[getattr(fmt, name)]
+    def coordinate(name: str) -> np.ndarray:
+        start = name.startswith("start")
+        return table.integers(position[name], name, minimum=shift if start else 0) - (shift if start else 0)
 
-    score = _numeric(field("score"), src, np.float64)
-    bedpe = pd.DataFrame(
-        {
-            "chrom1": field("chrom1").astype(str).to_numpy(),
-            "start1": _numeric(field("start1"), src, np.int64) - shift,
-            "end1": _numeric(field("end1"), src, np.int64),
-            "chrom2": field("chrom2").astype(str).to_numpy(),
-            "start2": _numeric(field("start2"), src, np.int64) - shift,
-            "end2": _numeric(field("end2"), src, np.int64),
-            "name": field("name").astype(str).to_numpy() if fmt.name is not None else ".",
-            "score": score,
-        }
-    )
+    score = table.floats(position["score"], "score", missing=MISSING - {""})
+    bedpe = pd.DataFrame({c: pd.Series(dtype=t if t is not str else object) for c, t in DTYPES.items()})
+    if len(table):
+        bedpe = pd.DataFrame(
+            {
+                "chrom1": table.texts(position["chrom1"], "chrom1"),
+                "start1": coordinate("start1"),
+                "end1": coordinate("end1"),
+                "chrom2": table.texts(position["chrom2"], "chrom2"),
+                "start2": coordinate("start2"),
+                "end2": coordinate("end2"),
+                "name": table.texts(position["name"], "name", allow_empty=True) if fmt.name is not None else ".",
+                "score": score,
+            }
+        )
+        table.ordered(bedpe["start1"].to_numpy(), bedpe["end1"].to_numpy(), "start1", "end1")
+        table.ordered(bedpe["start2"].to_numpy(), bedpe["end2"].to_numpy(), "start2", "end2")
     if threshold is not None:
         bedpe = bedpe[SCORE_FILTERS[fmt.score_kind](score, threshold)]
 

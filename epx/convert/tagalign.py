@@ -14,9 +14,13 @@ Contract:
 - ``extend=None`` (default) counts each read as written. ``extend=N`` counts the
   fragment instead: ``[start, start+N)`` for ``+`` reads, ``[end-N, end)`` for ``-`` reads
   (any strand other than ``-`` extends rightwards). Fragments are clipped to the chromosome.
-- A read on a chromosome missing from the chrom sizes raises one ``ValueError`` naming the
-  chromosome and the file, unless ``skip_unknown_chroms=True`` (then its reads are
-  counted in ``TagAlignStats.skipped`` and dropped).
+- A read on a chromosome missing from the chrom sizes raises one ``InputError`` (a
+  ``ValueError``) naming the chromosome and the file, unless ``skip_unknown_chroms=True``
+  (then its reads are counted in ``TagAlignStats.skipped`` and dropped).
+- Broken input — a truncated or corrupt gzip, a binary file, an empty file, a line with too
+  few columns, a non-integer or negative start, an end before its start — is one
+  ``InputError`` naming the file (and the line, found by a line-by-line scan after the fast
+  pandas read failed) and the fix. CRLF line ends and a UTF-8 BOM read correctly.
 
 Memory and speed: reads are parsed in chunks (``pandas.read_csv(chunksize=...)``), and
 each chromosome's coverage is a *sparse* difference array: the sorted positions where
@@ -48,8 +52,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from epx.errors import InputError
 from epx.io.bigwig import open_bigwig
 from epx.io.chrom_sizes import read_chrom_sizes
+from epx.io.tables import Rows, guard, open_text, scan
 
 
 @dataclass
@@ -127,25 +133,44 @@ class _Coverage:
         return breaks[:-1][keep], breaks[1:][keep], depth[keep].astype(np.float32)
 
 
+TAGALIGN_HINT = (
+    "a tagAlign line is tab-separated chrom, start, end, name, score, strand (0-based, integer 0 <= start <= end); "
+    "fix or delete that line (comment lines start with '#'), or re-download the file"
+)
+
+
 def _read_chunks(path: Path, *, with_strand: bool, chunksize: int):
+    """Typed chunks read by pandas (fast); on any failure the file is scanned line by line
+    for the first bad line, so the one ``InputError`` names it."""
     usecols = [0, 1, 2, 5] if with_strand else [0, 1, 2]
     dtype = {0: "category", 1: np.int64, 2: np.int64, 5: "category"}
-    try:
-        yield from pd.read_csv(
-            path,
+    need = "6 columns (strand is needed for --extend)" if with_strand else "3 columns"
+
+    def check(rows: Rows) -> None:
+        rows.check_width(6 if with_strand else 3, expected="6 (chrom start end name score strand)" if with_strand else "at least 3 (chrom start end)")
+        rows.texts(0, "chromosome")
+        start = rows.integers(1, "start", strict=True)
+        rows.ordered(start, rows.integers(2, "end", strict=True), "start", "end")
+
+    def locate() -> None:
+        scan(path, what="tagAlign file", hint=TAGALIGN_HINT, check=check)
+
+    expected = f"tab-separated chrom, start, end, name, score, strand with integer coordinates and at least {need}"
+    with guard(path, what="tagAlign/BED file", expected=expected, on_error=locate), open_text(path, what="tagAlign file") as handle:
+        for chunk in pd.read_csv(
+            handle,
             sep="\t",
             header=None,
             comment="#",
             usecols=usecols,
             dtype={c: dtype[c] for c in usecols},
             chunksize=chunksize,
-        )
-    except (ValueError, pd.errors.ParserError) as err:
-        need = "6 columns (strand is needed for --extend)" if with_strand else "3 columns"
-        raise ValueError(
-            f"{path} is not a readable tagAlign/BED file ({err}); expected tab-separated "
-            f"chrom, start, end, name, score, strand with integer coordinates and at least {need}"
-        ) from err
+        ):
+            bad = (chunk[1] < 0) | (chunk[2] < chunk[1]) | chunk[0].isna()
+            if bad.any():
+                locate()
+                raise InputError(f"{path}: a read reads {chunk[bad].iloc[0].tolist()}; {TAGALIGN_HINT}")
+            yield chunk
 
 
 def _fragments(chunk: pd.DataFrame, extend: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +212,7 @@ def tagalign_to_bigwig(
         names = chunk[0].cat.categories
         unknown = [str(names[c]) for c in np.unique(codes) if str(names[c]) not in sizes]
         if unknown and not skip_unknown_chroms:
-            raise ValueError(
+            raise InputError(
                 f"{tagalign}: chromosome {unknown[0]!r} is not in the chrom sizes "
                 f"({chrom_sizes if not isinstance(chrom_sizes, Mapping) else 'given mapping'}); "
                 "use the chrom.sizes of the assembly the reads were aligned to (hg19 for "

@@ -37,9 +37,14 @@ def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
     if path.name.endswith(BIGWIG_SUFFIXES):
         bw = open_for_reading(path)
         try:
-            return dict(bw.chroms())
+            sizes = dict(bw.chroms())
+        except RuntimeError as err:  # pyBigWig cannot decode the chromosome list (a corrupt name)
+            raise InputError(f"{path}: its chromosome list is corrupt ({err}); re-download or re-convert the bigWig") from err
         finally:
             bw.close()
+        if not sizes or not all(isinstance(n, int) and n > 0 for n in sizes.values()):
+            raise InputError(f"{path}: its header lists no chromosome or a chromosome without length; re-download or re-convert the bigWig")
+        return sizes
     rows = read_rows(path, what="chrom sizes file", hint=HINT, header=False)
     for row in rows.fields:  # 'chrom length' separated by any whitespace, as UCSC's fetchChromSizes writes
         row[:] = " ".join(row).split() or [""]

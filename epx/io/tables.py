@@ -130,7 +130,9 @@ def guard(path: str | Path, *, what: str, expected: str, on_error: Callable[[], 
     except InputError:
         raise
     except (*DECODE_ERRORS, ValueError, TypeError, OverflowError, IndexError, KeyError) as err:
-        if on_error is not None and not isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError)):
+        if isinstance(err, DECODE_ERRORS):  # the bytes, not the table: truncated/corrupt gzip, binary
+            raise InputError(f"{path}: {describe(err)}; {_fix(err)}") from err
+        if on_error is not None:
             on_error()
         raise InputError(f"{path} is not a readable {what}: {describe(err)}; expected {expected}. {_fix(err)}") from err
 
@@ -171,13 +173,16 @@ class Rows:
                 raise self.fail(int(np.argmax(empty)), f"empty {name}")
         return col.to_numpy(dtype=object)
 
-    def integers(self, index: int, name: str, *, minimum: int | None = 0) -> np.ndarray:
-        """Whole numbers (``12``, ``1e3`` and ``12.0`` too), ≥ ``minimum`` unless None."""
+    def integers(self, index: int, name: str, *, minimum: int | None = 0, strict: bool = False) -> np.ndarray:
+        """Whole numbers (``12``; ``1e3`` and ``12.0`` too unless ``strict``: digits only, as
+        pandas' int64 parser wants), ≥ ``minimum`` unless None."""
         col = self.column(index)
         num = pd.to_numeric(col, errors="coerce")
         as_float = num.to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(as_float) | (as_float != np.floor(as_float)) | (np.abs(as_float) > MAX_INTEGER)
+        if strict:
+            bad |= ~col.str.fullmatch(r"\s*[-+]?[0-9]+\s*").to_numpy(dtype=bool)
         if bad.any():
             i = int(np.argmax(bad))
             kind = "non-integer" if np.isfinite(as_float[i]) and abs(as_float[i]) <= MAX_INTEGER else "non-numeric"
