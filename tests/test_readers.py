@@ -139,6 +139,10 @@ def test_interactions_reader(tmp_path):
     (tmp_path / "bad.bedpe").write_text("chr1\t0\t10\n")
     with pytest.raises(InputError, match=r"bad\.bedpe, line 1: 3 columns, expected 8"):
         read_interactions(tmp_path / "bad.bedpe")
+    # what pandas' fast path would misread (a '#' inside a field, quotes, 1e3) takes the exact line reader
+    (tmp_path / "odd.bedpe").write_text('# comment\nchr1\t1e3\t2000\tchr1\t5\t6\tgene#"1"\tNA\n')
+    odd = read_interactions(tmp_path / "odd.bedpe")
+    assert odd.iloc[0, :7].tolist() == ["chr1", 1000, 2000, "chr1", 5, 6, 'gene#"1"'] and np.isnan(odd.score[0])
     for empty in ("", "\n\n", "# no interactions\n"):  # an empty BEDPE is "no interactions", not an error
         (tmp_path / "empty.bedpe").write_text(empty)
         assert read_interactions(tmp_path / "empty.bedpe").empty

@@ -67,8 +67,8 @@ GTF_HINT = (
 
 def _check_gtf_rows(rows: Rows) -> None:
     rows.check_width(9, 9, expected="9 (seqname source feature start end score strand frame attributes)")
-    start = rows.integers(3, "start", minimum=1, strict=True)
-    rows.ordered(start, rows.integers(4, "end", minimum=1, strict=True), "start", "end")
+    start = rows.integers(3, "start", minimum=1)
+    rows.ordered(start, rows.integers(4, "end", minimum=1), "start", "end")
     rows.choice(6, "strand", ["+", "-", "."])
 
 

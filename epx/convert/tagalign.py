@@ -149,8 +149,8 @@ def _read_chunks(path: Path, *, with_strand: bool, chunksize: int):
     def check(rows: Rows) -> None:
         rows.check_width(6 if with_strand else 3, expected="6 (chrom start end name score strand)" if with_strand else "at least 3 (chrom start end)")
         rows.texts(0, "chromosome")
-        start = rows.integers(1, "start", strict=True)
-        rows.ordered(start, rows.integers(2, "end", strict=True), "start", "end")
+        start = rows.integers(1, "start")
+        rows.ordered(start, rows.integers(2, "end"), "start", "end")
 
     def locate() -> None:
         scan(path, what="tagAlign file", hint=TAGALIGN_HINT, check=check)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from epx.errors import InputError
 from epx.io.atomic import write_csv
-from epx.io.tables import MISSING, read_rows
+from epx.io.tables import MAX_INTEGER, MISSING, fast_table, read_rows, read_text
 
 COLUMNS = ["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]
 DTYPES = {"chrom1": str, "start1": "int64", "end1": "int64", "chrom2": str, "start2": "int64", "end2": "int64", "name": str, "score": "float64"}
@@ -47,7 +46,21 @@ def read_interactions(source: str | Path | pd.DataFrame | None) -> pd.DataFrame:
     path = Path(source)
     if not path.exists():
         return empty_interactions()
-    rows = read_rows(path, what="BEDPE interactions file", hint=HINT, allow_empty=True)
+    text = read_text(path, what="BEDPE interactions file")
+    fast = fast_table(text, 8, {0: str, 1: "int64", 2: "int64", 3: str, 4: "int64", 5: "int64", 6: str, 7: "float64"})
+    if fast is not None:
+        fast.columns = COLUMNS
+        ints = fast[["start1", "end1", "start2", "end2"]].to_numpy()
+        chroms = fast[["chrom1", "chrom2"]]
+        if (
+            (ints >= 0).all()
+            and (ints <= MAX_INTEGER).all()
+            and (fast["start1"] <= fast["end1"]).all()
+            and (fast["start2"] <= fast["end2"]).all()
+            and (chroms.apply(lambda c: c.str.strip() != "")).all(axis=None)
+        ):
+            return fast.astype(DTYPES)
+    rows = read_rows(path, what="BEDPE interactions file", hint=HINT, allow_empty=True, text=text)
     if not len(rows):  # empty, blank or comments only: a cell without interactions
         return empty_interactions()
     rows.check_width(8, expected="8 (chrom1 start1 end1 chrom2 start2 end2 name score)")

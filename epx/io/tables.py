@@ -23,8 +23,10 @@ over a large file block by block, to locate the bad line after a fast pandas rea
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -75,7 +77,7 @@ def _is_gzip(path: Path, what: str) -> bool:
         raise InputError(f"{path}: cannot read the {what} ({err})") from err
     if head == GZIP_MAGIC:
         return True
-    if path.name.endswith(".gz"):
+    if path.name.endswith(".gz") and head:  # an empty file is reported as empty by the readers
         raise InputError(
             f"{path} is named .gz but is not gzip-compressed ({len(head)} first bytes {head!r}): a truncated or "
             f"failed download, or a plain file renamed; {REDOWNLOAD}, or drop the .gz from its name if it is plain text"
@@ -173,16 +175,14 @@ class Rows:
                 raise self.fail(int(np.argmax(empty)), f"empty {name}")
         return col.to_numpy(dtype=object)
 
-    def integers(self, index: int, name: str, *, minimum: int | None = 0, strict: bool = False) -> np.ndarray:
-        """Whole numbers (``12``; ``1e3`` and ``12.0`` too unless ``strict``: digits only, as
-        pandas' int64 parser wants), ≥ ``minimum`` unless None."""
+    def integers(self, index: int, name: str, *, minimum: int | None = 0) -> np.ndarray:
+        """Whole numbers (``12``; ``1e3`` and ``12.0`` too, as pandas' int64 parser takes
+        them), ≥ ``minimum`` unless None."""
         col = self.column(index)
         num = pd.to_numeric(col, errors="coerce")
         as_float = num.to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(as_float) | (as_float != np.floor(as_float)) | (np.abs(as_float) > MAX_INTEGER)
-        if strict:
-            bad |= ~col.str.fullmatch(r"\s*[-+]?[0-9]+\s*").to_numpy(dtype=bool)
         if bad.any():
             i = int(np.argmax(bad))
             kind = "non-integer" if np.isfinite(as_float[i]) and abs(as_float[i]) <= MAX_INTEGER else "non-numeric"
@@ -233,13 +233,21 @@ def _split(path: Path, numbered: Iterable[tuple[int, str]], comment: str | None)
 
 
 def read_rows(
-    path: str | Path, *, what: str, hint: str, comment: str | None = "#", header: bool = False, allow_empty: bool = False
+    path: str | Path,
+    *,
+    what: str,
+    hint: str,
+    comment: str | None = "#",
+    header: bool = False,
+    allow_empty: bool = False,
+    text: str | None = None,
 ) -> Rows:
-    """All data lines of a small text table (``read_text``), split on tabs. An empty file
-    (no data line; with ``header``, no line after the header) is an error unless
-    ``allow_empty``."""
+    """All data lines of a small text table (``read_text``, or ``text`` already read from
+    ``path``), split on tabs. An empty file (no data line; with ``header``, no line after
+    the header) is an error unless ``allow_empty``."""
     path = Path(path)
-    text = read_text(path, what=what)
+    if text is None:
+        text = read_text(path, what=what)
     lines, fields = _split(path, enumerate(text.split("\n"), start=1), comment)
     head, head_line = None, 0
     if header and fields:
@@ -248,6 +256,33 @@ def read_rows(
         what_is = "only a header line" if head is not None else "no data lines"
         raise InputError(f"{path} has {what_is}: an empty or truncated {what}; {REDOWNLOAD}")
     return Rows(path, lines, fields, hint, head, head_line)
+
+
+def fast_table(text: str, columns: int, dtype: dict, comment: str = "#") -> pd.DataFrame | None:
+    """pandas' C parser over header-less ``text`` (``read_text`` output) when it reads it
+    exactly as ``read_rows`` would, else None (then the caller takes the line-by-line
+    path, which also finds the bad line). None whenever the text holds a ``#`` past a line's
+    start (pandas would cut the line there), a quote, a line that is not ``columns`` fields
+    or a value the dtypes refuse; floats are parsed round-trip exact."""
+    if '"' in text or re.search(rf"[^\n]{re.escape(comment)}", text):
+        return None
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            sep="\t",
+            header=None,
+            comment=comment,
+            dtype=dtype,
+            quoting=csv.QUOTE_NONE,
+            na_filter=False,
+            float_precision="round_trip",
+            engine="c",
+        )
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return None
+    if df.shape[1] != columns:
+        return None
+    return df
 
 
 def scan(path: str | Path, *, what: str, hint: str, check: Callable[[Rows], None], comment: str | None = "#", block: int = 200_000) -> None:
