@@ -173,7 +173,7 @@ class Rows:
             empty = (col.str.strip() == "").to_numpy()
             if empty.any():
                 raise self.fail(int(np.argmax(empty)), f"empty {name}")
-        return col.to_numpy(dtype=object)
+        return col.to_numpy(dtype=object, copy=True)  # a view would be read-only (copy-on-write): callers edit frames
 
     def integers(self, index: int, name: str, *, minimum: int | None = 0) -> np.ndarray:
         """Whole numbers (``12``; ``1e3`` and ``12.0`` too, as pandas' int64 parser takes
@@ -213,7 +213,7 @@ class Rows:
         if bad.any():
             i = int(np.argmax(bad))
             raise self.fail(i, f"{name} {col[i]!r} (must be {' or '.join(map(repr, allowed))})")
-        return col.to_numpy(dtype=object)
+        return col.to_numpy(dtype=object, copy=True)
 
     def ordered(self, low: np.ndarray, high: np.ndarray, low_name: str, high_name: str) -> None:
         bad = high < low
