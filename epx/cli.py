@@ -1,4 +1,4 @@
-"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``predict``, ``download``, ``convert``.
+"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``status``, ``diff``, ``predict``, ``download``, ``convert``.
 
 Training itself is ``python launch.py …`` (Hydra owns that command line). ``run_job`` is the
 glue between Hydra and ``epx.run.train``: in a single run, bad input ends the process with
@@ -83,7 +83,14 @@ def prepare(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"synth": _synth, "prepare": prepare, "summarize": _summarize, "predict": _predict}
+    commands = {
+        "synth": _synth,
+        "prepare": prepare,
+        "summarize": _summarize,
+        "status": _status,
+        "diff": _diff,
+        "predict": _predict,
+    }
     parser = argparse.ArgumentParser(prog="epx", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=[*commands, "download", "convert"])
     if not argv or argv[0] in ("-h", "--help"):
@@ -105,6 +112,18 @@ def _summarize(rest: list[str]) -> int:
     from epx.analysis.summary import main as summarize_main
 
     return summarize_main(rest) or 0
+
+
+def _status(rest: list[str]) -> int:
+    from epx.analysis.status import main as status_main
+
+    return status_main(rest) or 0
+
+
+def _diff(rest: list[str]) -> int:
+    from epx.analysis.diff import main as diff_main
+
+    return diff_main(rest) or 0
 
 
 def _predict(rest: list[str]) -> int:

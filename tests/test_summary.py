@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -486,3 +487,83 @@ def test_callback_writes_grid_json_before_the_first_job(tmp_path: Path) -> None:
     rows = read_csv(sweep / "summary.csv")
     assert [row["overrides"] for row in rows] == [" ".join(job) for job in jobs]
     assert {(row["status"], row["primary_metric"]) for row in rows} == {("ok", "pearson")}
+
+
+# ---------------------------------------------------------------- the summary as one W&B run
+
+
+def offline_env() -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    for key in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY"):
+        env.pop(key, None)
+    return env
+
+
+def test_summarize_logs_table_and_heatmap_as_one_wandb_run(mixed_sweep: Path) -> None:
+    """The sweep's jobs logged to W&B (their records hold a run id), so ``epx summarize`` logs
+    the summary too: one offline run, job type summary, in the sweep's group; summarizing
+    again continues that run (same id)."""
+    from wandb_records import read_run
+
+    from epx.analysis.summary import read_run_identity
+
+    outputs = []
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-m", "epx.cli", "summarize", str(mixed_sweep)],
+            capture_output=True, text=True, cwd=mixed_sweep.parent, env=offline_env(), timeout=180,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.splitlines())
+    group = f"{mixed_sweep.parent.name}_{mixed_sweep.name}"  # epx.run.identity's group of this sweep dir
+    first = outputs[0]
+    assert first[:2] == [str(mixed_sweep / "summary.csv"), str(mixed_sweep / "summary.png")]
+    assert first[2].startswith("W&B summary run summary-") and f"(offline, group {group})" in first[2]
+    assert "wandb sync" in first[2]
+    files = sorted(mixed_sweep.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and files[0].name == files[1].name  # one run id: the second summary continues the run
+    run = read_run(files[0])
+    assert (run["group"], run["job_type"]) == (group, "summary")
+    assert run["config"]["jobs"] == 4
+    summary = run["summary"]
+    assert (summary["jobs"], summary["jobs/ok"], summary["jobs/failed"], summary["jobs/missing"], summary["jobs/unreadable"]) == (4, 1, 1, 1, 1)
+    assert summary["summary/table/_type"] == "table-file" and summary["summary/heatmap/_type"] == "image-file"
+    files_dir = files[0].parent / "files"
+    (table_file,) = files_dir.glob("media/table/summary/table_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == list(read_csv(mixed_sweep / "summary.csv")[0])
+    assert [row[table["columns"].index("status")] for row in table["data"]] == ["ok", "failed", "missing", "unreadable"]
+    (image,) = files_dir.glob("media/images/summary/heatmap_*.png")
+    assert image.read_bytes().startswith(PNG_MAGIC)
+    # the reader that finds the group in a job's own run file reads this one too
+    assert read_run_identity(files[0]) == {"group": group, "project": "epx", "entity": "", "job_type": "summary"}
+
+
+def test_summary_run_group_is_the_jobs_group(mixed_sweep: Path) -> None:
+    from epx.analysis.summary import job_records, sweep_wandb_identity
+
+    rows = collect_rows(mixed_sweep)
+    records = job_records(mixed_sweep, rows)
+    assert sweep_wandb_identity(mixed_sweep, records)["group"] == f"{mixed_sweep.parent.name}_{mixed_sweep.name}"
+    record = JobRecord.read(mixed_sweep / "0")
+    record.wandb = {**record.wandb, "group": "my_study", "url": "https://wandb.ai/lab/chromatin/runs/abc"}
+    record.write(mixed_sweep / "0")
+    identity = sweep_wandb_identity(mixed_sweep, job_records(mixed_sweep, rows))
+    assert identity == {"group": "my_study", "project": "chromatin", "entity": "lab"}
+
+
+def test_summarize_logs_nothing_when_logging_is_off(mixed_sweep: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main([str(mixed_sweep), "--no-wandb"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert main([str(mixed_sweep), "--wandb"]) == 0
+    assert "WANDB_MODE=disabled" in capsys.readouterr().err
+    monkeypatch.setenv("WANDB_MODE", "offline")  # jobs that did not log to W&B: no summary run either
+    for job in ("0", "1"):
+        record = JobRecord.read(mixed_sweep / job)
+        record.wandb = None
+        record.write(mixed_sweep / job)
+    assert main([str(mixed_sweep)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert not (mixed_sweep / "wandb").exists()
