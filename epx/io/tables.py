@@ -189,7 +189,7 @@ class Rows:
             if np.isfinite(as_float[i]) and abs(as_float[i]) > MAX_INTEGER:
                 kind = "out-of-range"
             raise self.fail(i, f"{kind} {name} {col[i]!r}")
-        values = num.to_numpy(dtype=np.int64) if num.dtype.kind in "iu" else as_float.astype(np.int64)
+        values = num.to_numpy(dtype=np.int64, copy=True) if num.dtype.kind in "iu" else as_float.astype(np.int64)
         if minimum is not None and (values < minimum).any():
             i = int(np.argmax(values < minimum))
             raise self.fail(i, f"{'negative' if values[i] < 0 else 'too small'} {name} {col[i]!r} (must be ≥ {minimum})")
@@ -199,7 +199,7 @@ class Rows:
         """Numbers; the spellings in ``missing`` read as NaN. ``coerce``: anything else that is
         not a number reads as NaN too (no error)."""
         col = self.column(index)
-        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, copy=True)  # writable, not a view
         if not coerce:
             bad = np.isnan(values) & ~col.str.strip().isin(list(missing)).to_numpy()
             if bad.any():
