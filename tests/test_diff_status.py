@@ -62,7 +62,7 @@ def test_diff_two_real_job_dirs(two_jobs, capsys) -> None:
     assert code == 0, err
     assert out.startswith(f"--- A: {a}\n+++ B: {b}\n")
     assert changed_lines(out) == ["-seed: 0", "+seed: 1"]  # the cache dir differs too, but is a machine path
-    assert "# machine paths differ and are not compared: paths.cache_dir" in out
+    assert "# not compared (machine paths, run controls): paths.cache_dir differ" in out
     record_a, record_b = JobRecord.read(a), JobRecord.read(b)
     assert record_a.ok and record_b.ok
     pearson = next(line for line in out.splitlines() if line.startswith("pearson (primary)"))

@@ -328,7 +328,7 @@ def _machine_note(a: FlatConfig, b: FlatConfig, markdown: bool) -> list[str]:
     if not differing:
         return []
     shown = ", ".join(differing[:8]) + (f" and {len(differing) - 8} more" if len(differing) > 8 else "")
-    text = f"machine paths differ and are not compared: {shown} (--with-paths compares them)"
+    text = f"not compared (machine paths, run controls): {shown} differ (--with-paths compares them)"
     return ["", f"*{text}*"] if markdown else [f"# {text}"]
 
 
