@@ -23,9 +23,9 @@ A read that succeeds after a mutation must still satisfy the format's invariants
 pytest parameter, so every kind gets its cases. The bigWig readers (``read_binned``,
 ``open_for_reading``, ``read_chrom_sizes`` on a bigWig) get random truncations and byte
 flips of a small bigWig written by ``epx.io.bigwig.write_bigwig``; flips inside the
-chromosome B+ tree run in a child process (``test_bigwig_corrupt_chromosome_tree``,
-xfail: libBigWig segfaults on some of them until ``epx.io.bigwig.check_structure``
-validates the tree).
+chromosome B+ tree run in a child process (``test_bigwig_corrupt_chromosome_tree``:
+libBigWig segfaulted on some of them until ``epx.io.bigwig.check_structure`` walked the
+tree first).
 
 Deterministic (``derandomize=True``, no example database) so CI sees the same cases every
 run; about 25 s on 2 cores. The module prints ``fuzz cases run: N in total; <reader> n, ...``
@@ -610,11 +610,6 @@ print("ran", ran)
 """
 
 
-@pytest.mark.xfail(
-    reason="libBigWig segfaults on some corrupt chromosome B+ trees (key size, item count, chromosome ids): "
-    "epx.io.bigwig.check_structure does not validate the tree yet (reported, issue 11)",
-    strict=False,
-)
 def test_bigwig_corrupt_chromosome_tree(tmp_path):
     """Every byte of the chromosome tree flipped (3 ways), in a child process so that a
     crash of the C library fails this test instead of killing the session."""

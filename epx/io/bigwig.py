@@ -125,11 +125,58 @@ BROKEN_FIX = "re-download it (epx download resumes and verifies sizes) or re-con
 BIGWIG_MAGIC = 0x888FFC26
 _HEADER = struct.Struct("<IHHQQQHHQQIQ")  # the 64-byte bigWig header (UCSC's bbiFile layout)
 _ZOOM = struct.Struct("<IIQQ")  # one zoom-level header: reduction, reserved, data and index offsets
+CHROM_TREE_MAGIC = 0x78CA8C91
+_TREE = struct.Struct("<IIIIQQ")  # chromosome B+ tree header: magic, block size, key size, value size, items, reserved
+_NODE = struct.Struct("<BBH")  # node header: is-leaf, reserved, item count
+MAX_KEY = 255  # chromosome names; libBigWig trusts the key size to size its buffers
+
+
+def _check_chrom_tree(handle, offset: int, size: int, path: Path) -> None:
+    """Walk the chromosome B+ tree as libBigWig will, refusing anything it would trust blindly
+    (key size, node counts, child offsets, chromosome ids): a corrupt tree crashes it."""
+
+    def broken(what: str) -> InputError:
+        return InputError(f"{path}: corrupt chromosome index ({what}): {BROKEN_FIX}")
+
+    handle.seek(offset)
+    head = handle.read(_TREE.size)
+    if len(head) < _TREE.size:
+        raise broken("cut short")
+    magic, block, key_size, value_size, n_items, _ = _TREE.unpack(head)
+    if magic != CHROM_TREE_MAGIC or value_size != 8 or not 0 < key_size <= MAX_KEY or block == 0 or n_items > size:
+        raise broken("bad header")
+    seen: set[int] = set()
+    leaves = 0
+    pending, visited = [offset + _TREE.size], set()
+    while pending:
+        node = pending.pop()
+        if node in visited or node + _NODE.size > size:
+            raise broken("a node outside the file or reached twice")
+        visited.add(node)
+        handle.seek(node)
+        is_leaf, _, count = _NODE.unpack(handle.read(_NODE.size))
+        item = key_size + 8
+        body = handle.read(count * item)
+        if count == 0 or count > block or len(body) < count * item or is_leaf > 1:
+            raise broken("bad node")
+        for k in range(count):
+            value = body[k * item + key_size : (k + 1) * item]
+            if is_leaf:
+                chrom_id, length = struct.unpack("<II", value)
+                if chrom_id >= n_items or chrom_id in seen or length == 0:
+                    raise broken("bad chromosome id or length")
+                seen.add(chrom_id)
+                leaves += 1
+            else:
+                pending.append(struct.unpack("<Q", value)[0])
+    if leaves != n_items:
+        raise broken(f"{leaves} chromosomes listed, {n_items} declared")
 
 
 def check_structure(path: Path) -> None:
-    """Refuse a file whose header points past its end: libBigWig may crash the process
-    (not raise) on such a truncated file, so this is checked before pyBigWig sees it."""
+    """Refuse a file whose header points past its end, or whose chromosome index is corrupt:
+    libBigWig may crash the process (not raise) on either, so this is checked before pyBigWig
+    sees the file."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(_HEADER.size)
@@ -144,8 +191,9 @@ def check_structure(path: Path) -> None:
             raise InputError(f"{path}: cut short inside its zoom headers ({size} bytes): {BROKEN_FIX}")
         for k in range(n_zoom):
             offsets += _ZOOM.unpack_from(zooms, k * _ZOOM.size)[2:]
-    if max(offsets) >= size:
-        raise InputError(f"{path}: {size} bytes, but its header points to byte {max(offsets)}; the file is truncated: {BROKEN_FIX}")
+        if max(offsets) >= size:
+            raise InputError(f"{path}: {size} bytes, but its header points to byte {max(offsets)}; the file is truncated: {BROKEN_FIX}")
+        _check_chrom_tree(handle, chrom_tree, size, path)
 
 
 def open_for_reading(path: str | os.PathLike):
@@ -180,7 +228,10 @@ def _spellings(present, chrom_sizes: Mapping[str, int], what: str) -> dict[str, 
 def _read_bigwig(path: Path, chrom_sizes: Mapping[str, int], bin_bp: int, span_bp: int) -> dict[str, np.ndarray]:
     bw = open_for_reading(path)
     try:
-        present = bw.chroms()
+        try:
+            present = bw.chroms()
+        except RuntimeError as err:  # a damaged chromosome name
+            raise InputError(f"{path}: cannot list its chromosomes ({err}); the file is damaged: {BROKEN_FIX}") from err
         spelling = _spellings(present, chrom_sizes, str(path))
         span_bp -= span_bp % bin_bp
         out = {}
