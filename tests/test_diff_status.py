@@ -29,21 +29,21 @@ def two_jobs(small_synthetic, tmp_path_factory) -> tuple[Path, Path]:
     """Two real single-run jobs (launch.py, one batch each): seeds 0 and 1, and another
     cache dir for B (a machine path the diff must leave out)."""
     root = tmp_path_factory.mktemp("jobs")
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    dirs = []
-    for name, seed in (("a", 0), ("b", 1)):
-        job = root / name
-        proc = subprocess.run(
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    procs = {}
+    for name, seed in (("a", 0), ("b", 1)):  # both at once, one thread each
+        procs[root / name] = subprocess.Popen(
             [
                 sys.executable, "launch.py", "dataset=folder", f"dataset.root={small_synthetic}",
                 f"paths.cache_dir={root / ('cache_' + name)}", "trainer=debug", "logger=none", f"seed={seed}",
-                f"hydra.run.dir={job}",
+                f"hydra.run.dir={root / name}",
             ],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        dirs.append(job)
-    return dirs[0], dirs[1]
+    for proc in procs.values():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    return root / "a", root / "b"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
