@@ -232,7 +232,10 @@ def read_record(job_dir: Path) -> JobRecord | None:
 
 
 def _looks_like_path(argument: str) -> bool:
-    words = shlex.split(argument) if argument.strip() else []
+    try:
+        words = shlex.split(argument)
+    except ValueError:  # unbalanced quotes: compose_side says so
+        return False
     return any("=" not in word and not word.startswith("~") for word in words)
 
 
@@ -253,8 +256,15 @@ def compose_side(argument: str) -> Side:
 
 def side(argument: str) -> Side:
     """What ``argument`` is (module doc); ``DiffError`` when it is none of them."""
-    path = Path(argument).expanduser() if argument.strip() else None
-    if path is not None and path.exists():
+    path = None
+    if argument.strip():
+        # "~/x" is a home path; "~key" is a deletion override (and "~user" may not exist)
+        path = Path(argument).expanduser() if argument == "~" or argument.startswith("~/") else Path(argument)
+    try:
+        exists = path is not None and path.exists()
+    except OSError:  # e.g. a name too long to be a path: an override list
+        exists = False
+    if exists:
         if path.is_dir() and is_job_dir(path):
             return Side(argument, "job", path=path, config=load_job_config(path), record=read_record(path))
         if path.is_dir():
@@ -363,7 +373,8 @@ def diff_configs(a: Side, b: Side, *, markdown: bool, with_paths: bool) -> list[
         lines += [f"**epx diff** ({scope}): A = {_md(a.label)} ({a.what}), B = {_md(b.label)} ({b.what})", ""]
         lines += body or ["No differences."]
     else:
-        lines += body or [f"no differences between the {scope} of A: {a.label} and B: {b.label}"]
+        scope_note = "" if with_paths else " (machine paths ignored)"
+        lines += body or [f"no differences between the resolved configs of A: {a.label} and B: {b.label}{scope_note}"]
     if _both_finished(a.record, b.record):
         lines += _metric_lines(a.record, b.record, markdown)
     lines += _machine_note(a.config, b.config, markdown)
