@@ -5,6 +5,12 @@ Contract:
   out genes (TSS, strand, body), heterochromatin domains, enhancers (one driver per
   distal-driven gene, decoys around every gene), per-cell expression (RPKM, genes x cells),
   per-cell enhancer activity and promoter-enhancer links. No file I/O.
+- ``element_pairs(genome) -> DataFrame`` is the synthetic data's own enhancer–gene screen in
+  the CRISPRi-FlowFISH layout (``docs/explain.md``): per cell, every distal-driven gene
+  expressed there (a screen reads out expressed genes only) with its driver enhancer
+  (``significant`` 1, ``effect_size`` −1.0: the gene has no other input, so silencing the
+  driver removes its expression) and its decoys (0, 0.0). Deterministic from the genome; no
+  random draws, so it changes nothing else the generator writes.
 - ``render_cell_chrom(genome, cell_index, chrom, marks, seed) -> {mark: (starts, ends, values)}``
   turns one cell's state on one chromosome into sorted, non-overlapping, non-zero bedGraph
   intervals per mark (per-bp signal, read-depth-like scale). Each (cell, chrom, mark) has its
@@ -306,6 +312,57 @@ def _link(
     start2 = center - (width * rng.uniform(0.3, 0.7, size=k)).astype(np.int64)
     links = pd.DataFrame({"gene": owner[idx], "enhancer": idx, "start2": start2, "end2": start2 + width})
     return links, cells, np.round(scores, 4)
+
+
+# ----------------------------------------------------------------------------- element table
+
+ELEMENT_COLUMNS = ["chrom", "start", "end", "gene", "significant", "effect_size", "cell", "element", "role", "linked", "distance_bp"]
+DRIVER_EFFECT = -1.0  # fraction change in RPKM when the driver is silenced: a distal-driven gene has no other input
+
+
+def element_pairs(genome: Genome) -> pd.DataFrame:
+    """Candidate element–gene pairs with labels, one row per (cell, gene, element).
+
+    For each cell, each distal-driven gene expressed there (RPKM >= ``MIN_EXPRESSED_RPKM``):
+    its driver (``role`` driver, ``significant`` 1, ``effect_size`` ``DRIVER_EFFECT``) and its
+    ``DECOYS_PER_GENE`` decoys (``role`` decoy, 0, 0.0), linked by an interaction or not
+    (``linked``: the pair is a row of that cell's BEDPE). Elements span ``center ± half_width``
+    (0-based, half-open, as ``truth.tsv``); ``distance_bp`` is the element's midpoint minus
+    the TSS (genomic, not strand-oriented). Rows by cell (genome order), gene, start.
+    """
+    g, e = genome.genes, genome.enhancers
+    owner = e["owner"].to_numpy()
+    distal = g["distal_driven"].to_numpy().astype(bool)
+    pick = np.flatnonzero(distal[owner])  # enhancers owned by distal-driven genes: drivers + decoys
+    gene = owner[pick]
+    center, half = e["center"].to_numpy()[pick], e["half_width"].to_numpy()[pick]
+    driver = e["is_driver"].to_numpy()[pick]
+    order = np.lexsort((center, gene))
+    pick, gene, center, half, driver = pick[order], gene[order], center[order], half[order], driver[order]
+    link_row = np.full(len(e), -1)
+    link_row[genome.links["enhancer"].to_numpy()] = np.arange(len(genome.links))
+    base = pd.DataFrame(
+        {
+            "chrom": e["chrom"].to_numpy()[pick],
+            "start": center - half,
+            "end": center + half,
+            "gene": g["gene_id"].to_numpy()[gene],
+            "significant": driver.astype(int),
+            "effect_size": np.where(driver, DRIVER_EFFECT, 0.0),
+            "element": [f"ENH{i + 1:06d}" for i in pick],
+            "role": np.where(driver, "driver", "decoy"),
+            "distance_bp": center - g["tss"].to_numpy()[gene],
+        }
+    )
+    parts = []
+    for ci, cell in enumerate(genome.cells):
+        rows = link_row[pick]
+        linked = (rows >= 0) & genome.link_cells[np.maximum(rows, 0), ci]
+        expressed = genome.rpkm[gene, ci] >= MIN_EXPRESSED_RPKM
+        parts.append(base.assign(cell=cell, linked=linked.astype(int))[expressed])
+    if not parts:
+        return pd.DataFrame(columns=ELEMENT_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[ELEMENT_COLUMNS]
 
 
 # ----------------------------------------------------------------------------- rendering

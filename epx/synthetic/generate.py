@@ -4,8 +4,10 @@ Contract:
 - ``generate(out_dir, *, seed, n_chroms, chrom_length, genes_per_chrom, cells, marks,
   distal_fraction) -> Path`` writes a complete contract folder (``signals/{cell}-{mark}.bigwig``,
   ``tss.bed``, ``expression.tsv``, ``interactions/{cell}.bedpe``, ``chrom.sizes``) plus
-  ``truth.tsv`` (the hidden generative facts: program, distal driver, ...) and
-  ``synthetic.json`` (format version + parameters). Deterministic for a seed. Each contract
+  ``truth.tsv`` (the hidden generative facts: program, distal driver, ...), ``elements.tsv``
+  (its own enhancer–gene screen in the CRISPRi-FlowFISH layout, ``docs/explain.md``:
+  ``epx.synthetic.biology.element_pairs``) and ``synthetic.json`` (format version +
+  parameters). Deterministic for a seed. Each contract
   file is written by its format's writer in ``epx.io`` (the same code the converters and
   readers use). Atomic as a whole folder: it is built in a hidden sibling folder, which is
   then swapped into place (``_move_into_place``), so ``out_dir`` is either the old folder or
@@ -14,7 +16,13 @@ Contract:
   earlier synthetic one; anything else is refused.
 - ``ensure_synthetic(root, **params) -> Path`` generates on first use, reuses a folder whose
   ``synthetic.json`` matches ``params``, regenerates otherwise; concurrent callers are
-  serialised by a file lock on ``{root}.lock``, so it is built once.
+  serialised by a file lock on ``{root}.lock``, so it is built once. A matching folder written
+  before ``elements.tsv`` existed gets it added (``write_elements``); nothing else changes.
+- ``write_elements(root) -> Path`` adds ``elements.tsv`` to an existing synthetic folder from
+  its ``synthetic.json`` parameters: the genome is rebuilt from the seed (no signals
+  rendered, well under a second), checked against the folder's ``tss.bed``, ``expression.tsv``
+  and ``truth.tsv`` byte for byte, and the table written — the same bytes ``generate`` writes.
+  A folder this generator version would not have written is refused (regenerate it).
 - ``main(argv)`` is ``epx synth OUT [--seed S] [--small] ...``.
 
 The biology lives in ``epx.synthetic.biology``; this module owns parameters and files.
@@ -28,6 +36,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -46,7 +55,7 @@ from epx.io.bigwig import open_bigwig
 from epx.io.chrom_sizes import write_chrom_sizes
 from epx.io.expression import write_expression
 from epx.io.tss import write_tss
-from epx.synthetic.biology import Genome, build_genome, render_cell_chrom
+from epx.synthetic.biology import Genome, build_genome, element_pairs, render_cell_chrom
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
 # and every default fold group keeps >= 100 genes (6 chromosomes x 24 genes).
 SMALL: dict[str, Any] = {"chrom_length": 7_000_000, "genes_per_chrom": 24}
 MIN_CHROM_LENGTH = 500_000
+ELEMENTS_FILE = "elements.tsv"
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -165,6 +175,10 @@ def _write_truth(out: Path, genome: Genome) -> None:
     write_csv(out / "truth.tsv", truth, sep="\t")
 
 
+def _write_elements(out: Path, genome: Genome) -> None:
+    write_csv(out / ELEMENTS_FILE, element_pairs(genome), sep="\t", float_format="%.4f")
+
+
 def _write_signals(out: Path, genome: Genome, marks: Sequence[str], seed: int) -> None:
     # All marks of a cell are open at once: each chromosome is rendered once for every mark.
     for ci, cell in enumerate(genome.cells):
@@ -230,15 +244,58 @@ def generate(
 
 def _write_all(folder: Path, params: dict[str, Any]) -> None:
     chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
-    rng = np.random.default_rng([params["seed"], 0])
-    genome = build_genome(rng, chrom_sizes, params["genes_per_chrom"], params["cells"], params["distal_fraction"])
+    genome = _genome(params)
     _write_chrom_sizes(folder, genome)
     _write_tss(folder, genome)
     _write_expression(folder, genome)
     _write_interactions(folder, genome)
     _write_truth(folder, genome)
+    _write_elements(folder, genome)
     _write_signals(folder, genome, params["marks"], params["seed"])
     _write_manifest(folder, genome, params)  # last: its presence marks a complete folder
+
+
+def _genome(params: dict[str, Any]) -> Genome:
+    chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
+    rng = np.random.default_rng([params["seed"], 0])
+    return build_genome(rng, chrom_sizes, params["genes_per_chrom"], params["cells"], params["distal_fraction"])
+
+
+def write_elements(root: str | os.PathLike) -> Path:
+    """Add (or rewrite) ``elements.tsv`` in the synthetic folder ``root``; returns its path."""
+    root = Path(root).expanduser().absolute()
+    manifest = read_manifest(root)
+    if not manifest or "params" not in manifest:
+        raise InputError(f"{root} is not a synthetic dataset folder (no readable synthetic.json); write one with `epx synth {root}`.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{root} was written by synthetic format {manifest.get('format_version')}, this generator writes format "
+            f"{FORMAT_VERSION}: its genome cannot be rebuilt here. Regenerate it (`epx synth {root} --seed S`, or delete it "
+            "and run a job)."
+        )
+    params = resolve_params(**manifest["params"])
+    genome = _genome(params)
+    with tempfile.TemporaryDirectory(prefix="epx-elements-check-") as tmp:
+        check = Path(tmp)
+        _write_tss(check, genome)
+        _write_expression(check, genome)
+        _write_truth(check, genome)
+        differ = [name for name in ("tss.bed", "expression.tsv", "truth.tsv") if not _same_bytes(check / name, root / name)]
+    if differ:
+        raise InputError(
+            f"{root}: {', '.join(differ)} differ from what the synthetic generator writes for its synthetic.json "
+            f"parameters (edited, or written by another generator version), so its enhancers are unknown here. "
+            f"Regenerate the folder (`epx synth {root} --seed {params['seed']}`)."
+        )
+    _write_elements(root, genome)
+    return root / ELEMENTS_FILE
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
 
 
 def _refuse_foreign_folder(out: Path) -> None:
@@ -283,11 +340,14 @@ def ensure_synthetic(root: str | os.PathLike, **params: Any) -> Path:
     """Return ``root`` holding the synthetic dataset for ``params``, generating it if needed."""
     resolved = resolve_params(**params)
     root = Path(root).expanduser().absolute()
-    if _matches(root, resolved):
+    if _matches(root, resolved) and (root / ELEMENTS_FILE).exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root.with_name(root.name + ".lock"))):
-        if _matches(root, resolved):  # another process built it while we waited
+        if _matches(root, resolved):  # another process built it while we waited, or it predates elements.tsv
+            if not (root / ELEMENTS_FILE).exists():
+                log.info("adding %s to the synthetic dataset at %s", ELEMENTS_FILE, root)
+                write_elements(root)
             return root
         log.info("generating the synthetic dataset at %s (once; reused afterwards)", root)
         return generate(root, **resolved)
@@ -298,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="epx synth",
         description="Write the built-in synthetic Roadmap-like dataset (bigWigs, tss.bed, expression.tsv, "
-        "interactions/*.bedpe, chrom.sizes, truth.tsv) to OUT.",
+        "interactions/*.bedpe, chrom.sizes, truth.tsv, elements.tsv) to OUT.",
     )
     parser.add_argument("out", type=Path, help="output folder (created; an earlier synthetic folder is replaced)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
