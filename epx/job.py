@@ -6,28 +6,73 @@ the way out, whatever happened, the record gets its wall time and is written ato
 finished with the job's status. An exception inside marks the record ``failed`` with the
 error (``"TypeName: message"``) and is re-raised, so Hydra and the CLI still see it; a
 job therefore never leaves a ``running`` record behind unless the process itself was killed.
-``job.save()`` writes the record mid-job (e.g. once the W&B run id is known).
+``job.save()`` writes the record mid-job (e.g. once the W&B run id is known). Only the
+process of global rank 0 writes (``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID``, as Lightning
+reads them): the other ranks of a DDP job run the same steps into the same job dir.
 
 On the way in, the record gets ``host`` (``socket.gethostname()``) and ``pid``
 (``os.getpid()``) of the process running the job and is written (status ``running``): a
 record still ``running`` whose process is gone is a killed job — even one killed during its
 first minutes, e.g. while the cache is built — and ``epx summarize`` reports it as ``killed``
 (``epx.analysis.collect``).
+
+Resumable, idempotent jobs (issue 12). ``config_digest(cfg)`` is the sha256 of the job's
+resolved config without what says *where* rather than *what*: ``MACHINE_KEYS`` (``hydra``,
+``paths.*``, ``dataset.root``, the run controls ``sweep``/``rerun``/``threads``, and
+``logger``/``tags``, which change how a job is logged, not what it computes). Their leaves
+are replaced by placeholders before resolving, so a value that interpolates them (the
+checkpoint dir ``${paths.output_dir}/checkpoints``) cannot leak a machine path either: the
+same study moved to another disk or mount point (a cluster) keeps its digest; another
+dataset under another root does not change it (use another sweep name for other data).
+
+``plan(cfg, job_dir)`` decides, before anything in the job dir is touched, from the record
+already there (``metrics.json``):
+
+- ``reuse``: a named sweep (``sweep=<name>``), the record says ``ok`` with this digest and
+  ``rerun`` is false: the job is not trained again; its record gets ``reused: true`` (test
+  metrics, wall time and W&B id kept; rewritten atomically) and is returned;
+- ``resume``: the record (any status but ``ok``: killed, failed, interrupted by a requeue)
+  has this digest and ``checkpoints/last.ckpt`` is a complete checkpoint: training resumes
+  from it (``Trainer.fit(ckpt_path=...)``: weights, optimizer, schedulers, loops, callbacks
+  and, through ``RngState``, the random generators, so the result equals an uninterrupted
+  run's on CPU) and continues the first attempt's W&B run;
+- ``fresh``: anything else; with ``rerun=true`` the old ``checkpoints/`` are removed first and
+  the W&B run is a new one.
+
+A named sweep refuses (``InputError``, nothing written) a job dir whose record has another
+digest or none (a job of another grid, or made before digests): the message names the dir
+and the fixes (another ``sweep=`` name, or ``rerun=true`` to overwrite it); so does a job
+whose record says ``running`` in a live process on this machine. Without a sweep name
+(timestamped dirs) nothing is reused or refused, but a job that finds its own unfinished
+attempt — submitit's requeue after a timeout or preemption runs the job again in the same
+dir — resumes the same way.
+
+W&B run id: ``wandb_run_id(job_dir)`` hashes the job dir's absolute path, so every attempt
+of a job (kill and rerun, SLURM requeue) logs to one run (``resume="allow"``); an attempt
+that resumes keeps the id its record holds; ``rerun=true`` starts a new run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
+import shutil
 import socket
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from epx.record import JobRecord
+from omegaconf import DictConfig, OmegaConf
+
+from epx.errors import InputError
+from epx.record import FILE_NAME as RECORD_NAME
+from epx.record import JobRecord, RecordError
 from epx.train.loggers import finish_run
 
 log = logging.getLogger(__name__)
@@ -40,6 +85,9 @@ class Job:
     logger: Any = False
 
     def save(self) -> Path:
+        path = self.dir / RECORD_NAME
+        if global_rank() != 0:
+            return path
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.record.write(self.dir)
 
@@ -64,3 +112,206 @@ class Job:
                 if self.record.wandb:
                     wandb = self.record.wandb
                     log.info("W&B run %s (%s): %s", wandb.get("id"), wandb.get("mode"), wandb.get("dir"))
+
+
+def global_rank() -> int:
+    """This process's rank in a multi-process (DDP) job; 0 outside one."""
+    try:
+        from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+        return int(getattr(rank_zero_only, "rank", 0) or 0)
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        return 0
+
+
+# -- the job's identity: config digest, W&B run id -------------------------------------------
+
+# What says where a job runs or how it is logged, not what it computes (see the module doc).
+MACHINE_KEYS: tuple[str, ...] = ("hydra", "paths", "dataset.root", "sweep", "rerun", "threads", "logger", "tags")
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+def _placeholders(node: Any, prefix: str) -> Any:
+    if isinstance(node, dict):
+        return {key: _placeholders(value, f"{prefix}.{key}") for key, value in node.items()}
+    if isinstance(node, list):
+        return [_placeholders(value, f"{prefix}[{i}]") for i, value in enumerate(node)]
+    return f"<{prefix}>"
+
+
+def digest_config(cfg: DictConfig) -> dict:
+    """The resolved job config that ``config_digest`` hashes: ``MACHINE_KEYS`` as placeholders."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for key in MACHINE_KEYS:
+        *parents, leaf = key.split(".")
+        node = plain
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _placeholders(node[leaf], key)
+    plain.pop("hydra", None)
+    return OmegaConf.to_container(OmegaConf.create(plain), resolve=True, throw_on_missing=False)
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """sha256 (hex) of the job's resolved config without machine paths (``MACHINE_KEYS``)."""
+    text = json.dumps(digest_config(cfg), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def wandb_run_id(job_dir: Path, salt: str = "") -> str:
+    """A W&B run id that is a function of the job dir (absolute path): every attempt of a job
+    continues one run. ``salt`` makes a new one (``rerun=true``)."""
+    key = f"{Path(job_dir).resolve()}{salt}"
+    return "epx-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+# -- reuse / resume / refuse ----------------------------------------------------------------
+
+
+def checkpoint_readable(path: Path) -> bool:
+    """True when ``path`` is a complete torch checkpoint (a zip archive with its central
+    directory): a file cut short by a kill during the write is not."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+@dataclass
+class Plan:
+    """What a job does with what its dir already holds (see the module doc)."""
+
+    action: str  # "reuse" | "resume" | "fresh"
+    digest: str
+    record: JobRecord | None = None  # reuse: the record to return
+    checkpoint: str | None = None  # resume: the checkpoint to continue from
+    wandb_id: str | None = None
+    clear: bool = False  # fresh after rerun=true: remove the old checkpoints/ first
+    note: str | None = None  # why (logged)
+
+    def clear_checkpoints(self, job_dir: Path) -> None:
+        """rerun=true: the old run's checkpoints go, so the new best/last take their names."""
+        if self.clear and global_rank() == 0:
+            shutil.rmtree(Path(job_dir) / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def refuse_other_grid(job_dir: Path, why: str) -> InputError:
+    return InputError(
+        f"{job_dir} already holds a job of another grid ({why}); a sweep dir never mixes two grids. "
+        f"Use another sweep=<name> for this grid, or rerun=true to train this job again here "
+        f"(its old results are overwritten)"
+    )
+
+
+def plan(cfg: DictConfig, job_dir: Path) -> Plan:
+    """Decide reuse / resume / fresh for the job ``cfg`` in ``job_dir``; raise ``InputError``
+    for a dir a named sweep must not touch. Nothing is written except a reused job's record."""
+    job_dir = Path(job_dir)
+    digest = config_digest(cfg)
+    named = bool(cfg.get("sweep"))
+    rerun = bool(cfg.get("rerun", False))
+    record_path = job_dir / RECORD_NAME
+    last = job_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    fresh_id = wandb_run_id(job_dir)
+    if not record_path.is_file():
+        return Plan("fresh", digest, wandb_id=fresh_id)
+    try:
+        prior = JobRecord.read(record_path)
+    except RecordError as err:
+        if named and not rerun:
+            raise refuse_other_grid(job_dir, f"its record is unreadable: {err}") from err
+        return Plan("fresh", digest, wandb_id=fresh_id, note=str(err))
+    prior_id = (prior.wandb or {}).get("id") if isinstance(prior.wandb, dict) else None
+    if (
+        global_rank() == 0  # the other ranks of a DDP job find rank 0's record of this very attempt
+        and prior.status == "running"
+        and prior.host == socket.gethostname()
+        and isinstance(prior.pid, int)
+        and prior.pid != os.getpid()
+        and not prior.ended_without_finishing(_mtime(record_path))
+    ):
+        raise InputError(
+            f"{job_dir} is being trained right now by process {prior.pid} on {prior.host}; wait for it to "
+            "finish (a rerun of the grid then reuses it) or stop that process first"
+        )
+    if rerun:
+        salt = f":rerun:{time.time_ns()}" if prior_id else ""
+        return Plan("fresh", digest, wandb_id=wandb_run_id(job_dir, salt), clear=True, note="rerun=true")
+    if prior.config_digest != digest:
+        if named:
+            why = (
+                "its record has no config digest (made before resumable grids)"
+                if not prior.config_digest
+                else "same overrides, different resolved config: a changed conf/ default, experiment or code"
+            )
+            raise refuse_other_grid(job_dir, why)
+        return Plan("fresh", digest, wandb_id=fresh_id)
+    if prior.ok and named:
+        prior.reused = True
+        if global_rank() == 0:
+            prior.write(job_dir)
+        return Plan("reuse", digest, record=prior, note="finished with the same config")
+    if prior.ok:
+        return Plan("fresh", digest, wandb_id=fresh_id)
+    resume_id = prior_id or fresh_id
+    if last.is_file():
+        if checkpoint_readable(last):
+            return Plan("resume", digest, checkpoint=str(last), wandb_id=resume_id, note=f"previous attempt: {prior.status}")
+        log.warning("%s is incomplete (the job was killed while writing it); training this job from the start", last)
+    return Plan("fresh", digest, wandb_id=resume_id)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+# -- Lightning: random generators in every checkpoint ----------------------------------------
+
+try:
+    from lightning.pytorch.callbacks import Callback as _Callback
+except ImportError:  # pragma: no cover - lightning is a dependency
+    _Callback = object
+
+
+class RngState(_Callback):
+    """Saves the Python, NumPy and torch (CPU, CUDA) random states in every checkpoint and
+    restores them when training resumes, so a resumed job draws the same shuffles and dropout
+    masks as an uninterrupted one (Lightning restores weights, optimizer and loops, not these)."""
+
+    # Plain types and tensors only, so a checkpoint still loads with torch.load(weights_only=True).
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+        import torch
+
+        version, keys, pos, has_gauss, cached = np.random.get_state()
+        python_version, python_state, python_gauss = random.getstate()
+        state = {
+            "python": [python_version, list(python_state), python_gauss],
+            "numpy": [str(version), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        python_version, python_state, python_gauss = state_dict["python"]
+        random.setstate((python_version, tuple(python_state), python_gauss))
+        version, keys, pos, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((version, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

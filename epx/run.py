@@ -2,6 +2,12 @@
 
 Contract: ``train(cfg) -> JobRecord``; the steps, top to bottom:
 
+0. torch threads from ``cfg.threads`` (``epx.threads``: the launcher presets set it per job);
+   what the job dir already holds decides reuse / resume / fresh (``epx.job.plan``, before
+   anything is written): a named sweep's finished job with the same config digest is not
+   trained again (its record, marked ``reused``, is returned); a killed or requeued job
+   resumes from ``checkpoints/last.ckpt`` and continues its W&B run; a job dir of another
+   grid is refused (``InputError``);
 1. validate the selection (cell, marks, fold, task): one clear error listing the valid values,
    before anything is built;
 2. seed everything;
@@ -13,7 +19,9 @@ Contract: ``train(cfg) -> JobRecord``; the steps, top to bottom:
    the provenance that makes its checkpoints reloadable (``epx predict``);
 5. logger and trainer from ``conf/logger/`` and ``conf/trainer/``; the record is saved with
    the W&B run id;
-6. fit; test with the best checkpoint (or, without checkpointing, the final weights saved as
+6. fit (from the last checkpoint when resuming; under SLURM with Lightning's own auto-requeue
+   off, ``SLURMEnvironment(auto_requeue=False)``: submitit's requeue owns the signals); test
+   with the best checkpoint (or, without checkpointing, the final weights saved as
    ``checkpoints/final.ckpt``); ``predictions.csv`` for every gene of every split.
 
 ``epx.job.Job`` writes ``metrics.json`` (an ``epx.record.JobRecord``) and closes the logger
@@ -22,6 +30,7 @@ whatever happens; a failing job records ``status: failed`` and the error, and re
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -34,11 +43,14 @@ import epx
 from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
 from epx.io.atomic import write_csv, write_json
-from epx.job import Job
+from epx.job import Job, RngState, plan
 from epx.record import JobRecord
 from epx.selection import check_cell, check_fold, mark_label, parse_marks
+from epx.threads import apply_threads
 from epx.train.loggers import log_record, run_info
 from epx.train.predictions import metrics_of_test, prediction_table
+
+log = logging.getLogger(__name__)
 
 # overrides that say where things are, not what the job is: left out of the W&B run name
 NAME_SKIP = ("paths.", "hydra.", "dataset.root=", "dataset.files.")
@@ -115,7 +127,7 @@ def provenance(cfg: DictConfig, dm: EpxDataModule) -> dict:
     }
 
 
-def make_logger(cfg: DictConfig, job: Job, who: dict):
+def make_logger(cfg: DictConfig, job: Job, who: dict, run_id: str | None = None):
     make = instantiate(cfg.logger, _partial_=True)
     r = job.record
     return make(
@@ -125,7 +137,22 @@ def make_logger(cfg: DictConfig, job: Job, who: dict):
         job_type=cfg.model.name,
         tags=[f"cell:{r.cell}", f"mark:{r.mark}", f"fold:{r.fold}", f"model:{r.model}", *cfg.get("tags", [])],
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        run_id=run_id,
     )
+
+
+def cluster_plugins(cfg: DictConfig) -> dict:
+    """Trainer ``plugins`` under SLURM: Lightning's SLURM environment with its auto-requeue off
+    (its SIGUSR1 handler would save an hpc checkpoint and requeue the job itself, racing
+    submitit, whose USR2 handler requeues the job and runs it again in the same dir, where it
+    resumes from ``last.ckpt``). Outside SLURM: nothing (the config's own plugins, if any)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return {}
+    own = cfg.trainer.get("plugins")
+    own = [instantiate(p) for p in own] if isinstance(own, list | tuple) or OmegaConf.is_list(own) else ([instantiate(own)] if own else [])
+    return {"plugins": [*own, SLURMEnvironment(auto_requeue=False)]}
 
 
 def weights_to_test(trainer: L.Trainer, job: Job) -> str | None:
@@ -144,8 +171,19 @@ def weights_to_test(trainer: L.Trainer, job: Job) -> str | None:
 
 
 def train(cfg: DictConfig) -> JobRecord:
+    apply_threads(cfg.get("threads"))
     who = identity(cfg)
-    job = Job(job_dir(cfg), new_record(cfg, who["overrides"]))
+    out = job_dir(cfg)
+    step = plan(cfg, out)
+    if step.action == "reuse":
+        log.info("job %s: reused (%s; rerun=true trains it again)", out, step.note)
+        return step.record
+    step.clear_checkpoints(out)
+    job = Job(out, new_record(cfg, who["overrides"]))
+    job.record.config_digest = step.digest
+    if step.action == "resume":
+        job.record.extra["resumed_from"] = step.checkpoint
+        log.info("job %s: resuming from %s (%s)", out, step.checkpoint, step.note)
     with job.running():
         marks, fold = validate(cfg)
         job.record.mark, job.record.marks, job.record.fold = mark_label(marks), list(marks), fold
@@ -170,13 +208,16 @@ def train(cfg: DictConfig) -> JobRecord:
         module = make_module(net=net, objective=objective, provenance=provenance(cfg, dm))
         job.record.n_params = module.n_params
 
-        job.logger = make_logger(cfg, job, who)
+        job.logger = make_logger(cfg, job, who, run_id=step.wandb_id)
         job.record.wandb = run_info(job.logger)
         job.save()
 
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
-        trainer = instantiate(cfg.trainer, logger=job.logger, callbacks=callbacks, default_root_dir=str(job.dir))
-        trainer.fit(module, datamodule=dm)
+        callbacks.append(RngState())
+        trainer = instantiate(
+            cfg.trainer, logger=job.logger, callbacks=callbacks, default_root_dir=str(job.dir), **cluster_plugins(cfg)
+        )
+        trainer.fit(module, datamodule=dm, ckpt_path=step.checkpoint, weights_only=False)
 
         # testing with a ckpt_path loads those weights into `module`, which predictions then use
         results = trainer.test(module, datamodule=dm, verbose=False, ckpt_path=weights_to_test(trainer, job), weights_only=False)

@@ -14,6 +14,23 @@ Enable it with::
         summary:
           _target_: epx.analysis.callback.SummaryCallback
 
+Named sweeps (``sweep=<name>``, issue 12) are checked before any job runs, so a refused
+launch leaves the sweep dir as it was (Hydra rewrites a job's ``.hydra/`` before the job
+itself could object): ``on_multirun_start`` refuses a launch whose jobs are not all in the ``grid.json`` the dir already
+holds (another grid; launching part of the recorded grid again is fine), and one whose job
+dir holds a record made from another resolved config (``epx.job.config_digest`` of the job
+composed now ≠ the record's ``config_digest``); ``rerun=true`` skips both checks and trains
+every job again. ``grid.json`` then lists the recorded grid with this launch's spelling of
+each job (``epx.analysis.grid.merge_grid``). ``on_run_start`` does the same for a single named
+run. Hydra turns an exception raised by a callback into a warning and goes on, so a refusal
+(``GridError``, an ``InputError``) is printed as one line, ``epx: error: ...``, and ends the
+process with exit code 2 (``SystemExit``, which Hydra lets through), as the CLI does for bad
+input. Reused jobs (``record.reused``) do not rebuild the summary after they end: their rows did
+not change; ``on_multirun_end`` still writes it once.
+
+Before launching, a launcher preset whose plugin or library is missing
+(``hydra/launcher=slurm`` without ``submitit``) is refused with the package to install.
+
 Why the summary has two hooks: in Hydra 1.3 the basic launcher catches a job's exception (``run_job``
 marks it FAILED, calls ``on_job_end`` and runs the remaining jobs of the batch), but then
 ``BasicSweeper.sweep`` reads every ``JobReturn.return_value``, which re-raises the first
@@ -24,7 +41,10 @@ mode) rebuilds it after every job, failed ones included, and never raises.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn
@@ -32,10 +52,141 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from epx.analysis.grid import expand_overrides, sweep_arguments, write_grid
+from epx.analysis.grid import (
+    expand_overrides,
+    grid_identity,
+    is_named,
+    job_subdir,
+    merge_grid,
+    read_grid,
+    sweep_arguments,
+    write_grid,
+)
 from epx.analysis.summary import summarize, summarize_quietly
+from epx.errors import InputError
+from epx.record import FILE_NAME as RECORD_NAME
+from epx.record import JobRecord, RecordError
 
 log = logging.getLogger(__name__)
+
+# launcher plugin module prefix -> (the library it drives, what to install)
+LAUNCHER_PACKAGES = {
+    "hydra_plugins.hydra_submitit_launcher": ("submitit", "hydra-submitit-launcher==1.2.0 'submitit>=1.5,<2'"),
+    "hydra_plugins.hydra_joblib_launcher": ("joblib", "hydra-joblib-launcher==1.2.0"),
+}
+
+
+class GridError(InputError):
+    """A launch refused before any job runs."""
+
+
+def _refuse(err: GridError) -> None:
+    """End the process with the refusal's one line: Hydra would only warn about an exception."""
+    print(f"epx: error: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from err
+
+
+def check_launcher(config: DictConfig) -> None:
+    """Refuse a launcher preset whose plugin or library cannot be imported, naming the package."""
+    launcher = config.hydra.get("launcher") or {}
+    target = str(launcher.get("_target_", ""))
+    choice = (config.hydra.runtime.get("choices") or {}).get("hydra/launcher", "?")
+    for prefix, (library, install) in LAUNCHER_PACKAGES.items():
+        if not target.startswith(prefix):
+            continue
+        missing = []
+        for module in (target.rsplit(".", 1)[0], library):
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                missing.append(f"{type(err).__name__}: {err}")
+        if missing:
+            raise GridError(
+                f"hydra/launcher={choice} needs the package(s) {install} ({'; '.join(missing)}). "
+                f"Install them with: pip install {install}   (or: pip install -e '.[cluster]')"
+            )
+    if target.endswith("SlurmLauncher"):
+        for key in ("tasks_per_node", "gpus_per_node", "nodes"):
+            value = launcher.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise GridError(
+                    f"hydra.launcher.{key}={value} (hydra/launcher={choice}): SLURM needs a number >= 1; slurm_ddp takes "
+                    f"it from trainer.devices / trainer.num_nodes, so give GPUs per node as a number, e.g. trainer.devices=4"
+                )
+
+
+def _exclude_keys(config: DictConfig) -> list[str]:
+    return [str(key) for key in config.hydra.job.config.override_dirname.exclude_keys or []]
+
+
+def _prior_record(job_dir: Path) -> JobRecord | None:
+    path = job_dir / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        return JobRecord.read(path)
+    except RecordError as err:
+        raise GridError(_other_grid(job_dir, f"its record is unreadable: {err}")) from err
+
+
+def _other_grid(job_dir: Path, why: str) -> str:
+    from epx.job import refuse_other_grid
+
+    return str(refuse_other_grid(job_dir, why))
+
+
+def _check_digest(job_dir: Path, record: JobRecord, job_config: DictConfig) -> None:
+    from epx.job import config_digest
+
+    if not record.config_digest:
+        raise GridError(_other_grid(job_dir, "its record has no config digest (made before resumable grids)"))
+    if config_digest(job_config) != record.config_digest:
+        raise GridError(
+            _other_grid(
+                job_dir,
+                "same overrides, different resolved config: a changed conf/ default, experiment or code; "
+                f'`epx diff {job_dir} "<this job\'s overrides>"` shows what changed',
+            )
+        )
+
+
+def check_named_sweep(config: DictConfig, jobs: list[list[str]]) -> list[list[str]]:
+    """The checks of a named sweep before its jobs run (module doc); returns grid.json's jobs."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    if bool(config.get("rerun", False)):
+        return jobs
+    exclude = _exclude_keys(config)
+    stored = read_grid(sweep_dir)
+    if stored is not None:
+        new, old = grid_identity(jobs, exclude), grid_identity(stored, exclude)
+        if not new <= old:
+            outside = sorted(new - old)
+            raise GridError(
+                f"{sweep_dir} holds another grid: its grid.json lists {len(old)} job(s) and {len(outside)} job(s) of this "
+                f"launch are not among them (e.g. {outside[0]}); a sweep dir never mixes two grids. Use another "
+                f"sweep=<name> for this grid, or rerun=true to make it this dir's grid and train every job of it again"
+            )
+    loader = None
+    for job in jobs:
+        job_dir = sweep_dir / job_subdir(job, exclude)
+        record = _prior_record(job_dir)
+        if record is None:
+            continue
+        if loader is None:
+            from hydra.core.global_hydra import GlobalHydra
+
+            loader = GlobalHydra.instance().config_loader()
+        job_config = loader.load_sweep_config(config, list(job))
+        _check_digest(job_dir, record, job_config)
+    return merge_grid(stored, jobs, exclude) if stored is not None else jobs
+
+
+def _job_reused(config: DictConfig) -> bool:
+    try:
+        record = JobRecord.read(Path(str(config.hydra.runtime.output_dir)))
+    except (RecordError, OSError, ValueError):
+        return False
+    return record.ok and bool(record.reused)
 
 
 class SummaryCallback(Callback):
@@ -44,7 +195,25 @@ class SummaryCallback(Callback):
     def __init__(self, *, every_job: bool = True) -> None:
         self.every_job = every_job
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_named(config.get("sweep")) or bool(config.get("rerun", False)):
+            return
+        job_dir = Path(str(config.hydra.run.dir))
+        try:
+            record = _prior_record(job_dir)
+            if record is not None:
+                _check_digest(job_dir, record, config)
+        except GridError as err:
+            _refuse(err)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_launcher(config)
+            if is_named(config.get("sweep")):
+                self._start_named_sweep(config)
+                return
+        except GridError as err:
+            _refuse(err)
         try:
             # The sweeper node resolved as its instantiation resolves it; not all of config.hydra,
             # whose job-time values (hydra.job.num, ...) are still missing here.
@@ -61,9 +230,29 @@ class SummaryCallback(Callback):
         except Exception as exc:
             log.warning("grid.json not written (%s: %s); the summary will expand multirun.yaml", type(exc).__name__, exc)
 
+    def _start_named_sweep(self, config: DictConfig) -> None:
+        try:
+            hydra_node = {
+                "sweeper": OmegaConf.to_container(config.hydra.sweeper, resolve=True),
+                "overrides": OmegaConf.to_container(config.hydra.overrides, resolve=False),
+            }
+            arguments = sweep_arguments(hydra_node)
+            jobs = expand_overrides(arguments) if arguments is not None else None
+        except Exception as exc:
+            log.warning("grid of sweep %s not checked (%s: %s); each job still checks its own dir", config.get("sweep"), type(exc).__name__, exc)
+            return
+        if jobs is None:
+            log.info("grid.json not written: the sweeper %s picks its jobs at run time", config.hydra.sweeper.get("_target_"))
+            return
+        jobs = check_named_sweep(config, jobs)  # GridError refuses the launch
+        try:
+            write_grid(config.hydra.sweep.dir, jobs)
+        except Exception as exc:
+            log.warning("grid.json not written (%s: %s); the summary will expand multirun.yaml", type(exc).__name__, exc)
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        # Single runs (RUN mode) have no sweep dir to summarize.
-        if self.every_job and config.hydra.mode == RunMode.MULTIRUN:
+        # Single runs (RUN mode) have no sweep dir to summarize; a reused job changed no row.
+        if self.every_job and config.hydra.mode == RunMode.MULTIRUN and not _job_reused(config):
             summarize_quietly(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -20,6 +20,29 @@ Contract
   expansion of ``<SWEEP>/multirun.yaml`` (sweeps made before grid.json existed), else ``[]``.
   Never raises for a broken or foreign sweep dir: it logs and returns ``[]``.
 
+Named sweeps (``sweep=<name>``, issue 12): ``conf/hydra/default.yaml`` makes the sweep dir
+``outputs/sweeps/<name>`` and each job's subdir its overrides, through the resolvers this
+module registers on import (``epx.analysis.callback`` imports it, so Hydra has them before it
+resolves a run or sweep dir):
+
+- ``${epx.if_named:NAME,A,B}``: ``A`` when NAME (the ``sweep`` key) is set, else ``B``; a name
+  that is not one folder name (``check_sweep_name``) is refused;
+- ``${epx.job_name:OVERRIDE_DIRNAME}`` (``job_name``): Hydra's ``hydra.job.override_dirname``
+  (the job's overrides, sorted, ``key=value`` joined by ``,``, without the
+  ``exclude_keys`` of ``hydra.job.config.override_dirname``: machine paths and run controls)
+  made into one folder name: ``/`` → ``%2F`` and ``%`` → ``%25`` (so distinct overrides stay
+  distinct names), ``default`` for a job without overrides, and a name over
+  ``MAX_NAME_BYTES`` cut with a hash of the whole appended. ``job_subdir(overrides,
+  exclude_keys)`` computes the same name from an override list (Hydra's rule), for the
+  callback's checks before any job runs.
+- ``${epx.cpus_per_job:N}`` (``epx.threads``).
+
+``grid_identity(jobs, exclude_keys)``: the set of job subdir names of a grid, what decides
+whether two launches are the same grid (or one a part of the other); ``merge_grid(stored,
+jobs, exclude_keys)`` is the ``grid.json`` job list after launching ``jobs`` into a sweep dir
+that recorded ``stored``: the stored order, each job spelled as this launch spells it (so
+``.hydra/overrides.yaml`` and ``grid.json`` agree), new jobs appended.
+
 Hydra is imported inside the functions that parse overrides: ``import hydra`` itself loads
 ``hydra._internal`` (its ``__init__`` imports ``hydra.main``), and reading a ``grid.json``
 needs no parser, so importing this module or the summary loads no Hydra at all.
@@ -27,16 +50,19 @@ needs no parser, so importing this module or the summary loads no Hydra at all.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+import epx.threads  # noqa: F401  (registers ${epx.cpus_per_job:N} for the launcher presets)
 from epx.io.atomic import write_json
 
 log = logging.getLogger(__name__)
@@ -131,3 +157,85 @@ def expected_grid(sweep_dir: str | os.PathLike) -> list[list[str]]:
     """The sweep's jobs, index = job num: grid.json, else multirun.yaml, else ``[]``."""
     jobs = read_grid(sweep_dir)
     return jobs if jobs is not None else grid_from_multirun(sweep_dir)
+
+
+# ---------------------------------------------------------------- named sweeps
+
+MAX_NAME_BYTES = 200
+_SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*$")
+
+
+def check_sweep_name(name: Any) -> str:
+    """``name`` as a sweep folder name, or ``ValueError`` saying what a name may hold."""
+    text = str(name)
+    if isinstance(name, bool) or not _SWEEP_NAME.match(text) or len(text.encode()) > MAX_NAME_BYTES:
+        raise ValueError(
+            f"sweep={text!r} is not a sweep name: it names one folder under outputs/sweeps/, so use letters, "
+            f"digits and . _ - + = @ (starting with a letter or digit), e.g. sweep=my_study"
+        )
+    return text
+
+
+def is_named(name: Any) -> bool:
+    return name is not None and name != ""
+
+
+def if_named(name: Any, named: Any, default: Any) -> Any:
+    """Resolver ``${epx.if_named:${sweep},A,B}``."""
+    if not is_named(name):
+        return default
+    check_sweep_name(name)
+    return named
+
+
+def job_name(override_dirname: Any) -> str:
+    """One folder name for a job from its ``override_dirname`` (see the module doc)."""
+    text = "" if override_dirname is None else str(override_dirname)
+    if not text:
+        return "default"
+    name = text.replace("%", "%25").replace("/", "%2F")
+    if name in (".", ".."):
+        name = name.replace(".", "%2E")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        cut = name.encode()[: MAX_NAME_BYTES - 18].decode(errors="ignore")
+        name = f"{cut}~{digest}"
+    return name
+
+
+def job_subdir(overrides: Sequence[str], exclude_keys: Iterable[str], item_sep: str = ",", kv_sep: str = "=") -> str:
+    """``job_name`` of the ``override_dirname`` Hydra makes from ``overrides`` (its rule: every
+    override whose key is not excluded, as written, sorted, joined)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    excluded = set(exclude_keys)
+    parsed = OverridesParser.create().parse_overrides([str(item) for item in overrides])
+    lines = sorted(o.input_line for o in parsed if o.key_or_group not in excluded)
+    return job_name(re.sub("[=]", kv_sep, item_sep.join(lines)))
+
+
+def grid_identity(jobs: Sequence[Sequence[str]], exclude_keys: Iterable[str]) -> set[str]:
+    """The job subdir names of a grid: equal sets = the same grid, launched again."""
+    exclude_keys = list(exclude_keys)
+    return {job_subdir(job, exclude_keys) for job in jobs}
+
+
+def merge_grid(stored: Sequence[Sequence[str]], jobs: Sequence[Sequence[str]], exclude_keys: Iterable[str]) -> list[list[str]]:
+    """``grid.json``'s jobs after launching ``jobs`` where ``stored`` was recorded (module doc)."""
+    exclude_keys = list(exclude_keys)
+    by_name = {job_subdir(job, exclude_keys): [str(item) for item in job] for job in jobs}
+    merged: list[list[str]] = []
+    for job in stored:
+        name = job_subdir(job, exclude_keys)
+        merged.append(by_name.pop(name, [str(item) for item in job]))
+    return merged + list(by_name.values())
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("epx.if_named"):
+        OmegaConf.register_new_resolver("epx.if_named", if_named)
+    if not OmegaConf.has_resolver("epx.job_name"):
+        OmegaConf.register_new_resolver("epx.job_name", job_name)
+
+
+register_resolvers()

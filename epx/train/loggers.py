@@ -2,7 +2,9 @@
 
 Contract: each factory takes the job's identity — ``save_dir``, ``name`` (the overrides),
 ``group`` (the sweep), ``job_type`` (the model), ``tags``, ``run_config`` (resolved, plain
-dict) — and returns a Lightning logger or ``False``. W&B ``mode: auto`` is online when a login
+dict), ``run_id`` (the job's W&B run id, ``epx.job.wandb_run_id``: every attempt of a job —
+a killed and rerun job, a SLURM requeue — continues one run, W&B ``resume="allow"``) — and
+returns a Lightning logger or ``False``. W&B ``mode: auto`` is online when a login
 (``WANDB_API_KEY`` or a netrc entry) is present and offline otherwise, so a fresh machine
 never blocks on a login prompt; run files go inside the job dir.
 
@@ -88,7 +90,7 @@ def wandb_reachable() -> str | None:
     return f"W&B host {host}:{port}{via} (WANDB_BASE_URL={url}) is not reachable ({why})"
 
 
-def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="epx", entity=None, mode="auto", **_):
+def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="epx", entity=None, mode="auto", run_id=None, **_):
     from lightning.pytorch.loggers import WandbLogger
 
     mode = resolve_mode(mode)
@@ -107,6 +109,7 @@ def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="
             dir=str(save_dir),
             mode=run_mode,
             reinit="finish_previous",
+            **({"id": run_id, "resume": "allow"} if run_id else {}),
         )
 
     if mode != "online":
