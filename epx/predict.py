@@ -18,6 +18,11 @@ another net, a job that did not finish, a checkpoint without provenance (written
 checkpoints carried it). Missing signal files for the new cell are the DataModule's usual
 error naming each file; a cache that is missing is built, as in training.
 
+``open_job(job_dir, overrides) -> SourceJob`` is the reusable first half: the record, checkpoint,
+provenance, composed config, objective and DataModule of a finished job, every refusal raised
+before any data work; ``SourceJob.net()`` rebuilds the net with its weights. ``epx predict``
+and ``epx.explain`` (interpretation) both start from it.
+
 ``main(argv)`` is ``epx predict JOB_DIR|SWEEP_DIR ... [key=value ...] [--out DIR]``: a sweep dir
 stands for every job in it, so a whole grid's models are scored on a second cell at once.
 """
@@ -30,14 +35,16 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from epx.cli import compose
+from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
 from epx.io.atomic import write_csv, write_json
 from epx.job import Job
@@ -115,9 +122,38 @@ def default_out(job_dir: Path, overrides: Sequence[str]) -> Path:
     return job_dir / "predict" / slug
 
 
-def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None) -> JobRecord:
+@dataclass
+class SourceJob:
+    """A finished job, rebuilt from its checkpoint's provenance for another use of its weights.
+
+    ``dm`` is the DataModule composed from the job's own overrides plus the new ones, with the
+    input builder of the provenance (built, cells checked; not yet prepared or set up);
+    ``net()`` is a fresh net with the checkpoint's weights (train mode, on the CPU)."""
+
+    dir: Path
+    record: JobRecord
+    checkpoint: Path
+    provenance: dict
+    state: dict
+    cfg: DictConfig
+    marks: tuple[str, ...]
+    fold: int
+    objective: object
+    dm: EpxDataModule
+
+    def net(self) -> torch.nn.Module:
+        net = instantiate(self.provenance["net"])
+        net.load_state_dict(self.state)
+        return net
+
+
+def open_job(job_dir: str | Path, overrides: Sequence[str] = ()) -> SourceJob:
+    """Read a finished job's record and checkpoint and rebuild its data setup (no data work yet).
+
+    Every refusal (not a job dir, a job that did not finish, no checkpoint, a checkpoint without
+    provenance, an override that changes the model or its inputs, an unknown cell) is one
+    ``InputError`` raised here, before any cache is built or output dir written."""
     job_dir = Path(job_dir)
-    overrides = list(overrides)
     try:
         source = JobRecord.read(job_dir)
     except RecordError as err:
@@ -130,16 +166,26 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
     cfg = compose([*source.overrides, *overrides])
     marks, fold = validate(cfg)
     check_compatible(provenance, cfg, marks, ckpt_path)
+    objective = instantiate(provenance["objective"])
+    dm = instantiate(cfg.data, inputs=instantiate(provenance["inputs"]), target_column=objective.target_column)
+    dm.check_cells()  # a cell the folder lacks is refused before an output dir exists
+    return SourceJob(job_dir, source, ckpt_path, provenance, state, cfg, tuple(marks), fold, objective, dm)
+
+
+def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None) -> JobRecord:
+    job_dir = Path(job_dir)
+    overrides = list(overrides)
+    src = open_job(job_dir, overrides)
+    source, ckpt_path, provenance, cfg, marks, fold = src.record, src.checkpoint, src.provenance, src.cfg, src.marks, src.fold
 
     record = JobRecord(
         cell=str(cfg.cell), mark=mark_label(marks), marks=list(marks), fold=fold, model=provenance["model"],
         task=provenance["task"], seed=source.seed, test_cell=cfg.get("test_cell"), dataset=cfg.dataset.name,
         kind="predict", source_job=str(job_dir.resolve()), overrides=[*source.overrides, *overrides], checkpoint=str(ckpt_path),
     )
-    objective = instantiate(provenance["objective"])
+    objective = src.objective
     record.primary_metric = objective.primary
-    dm = instantiate(cfg.data, inputs=instantiate(provenance["inputs"]), target_column=objective.target_column)
-    dm.check_cells()  # a cell the folder lacks is refused before an output dir exists
+    dm = src.dm
     job = Job(Path(out) if out is not None else default_out(job_dir, overrides), record)
     with job.running():
         dm.prepare_data()
@@ -150,8 +196,7 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
         record.n_genes = dm.n_genes()
         write_json(job.dir / "folds.json", dm.fold_record())
 
-        net = instantiate(provenance["net"])
-        net.load_state_dict(state)
+        net = src.net()
         module = EpxModule(net=net, objective=objective, provenance=provenance)
         record.n_params = module.n_params
         # the job's device and precision, none of its training limits (fast_dev_run, epochs)

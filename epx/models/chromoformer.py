@@ -52,6 +52,10 @@ Where we differ from the published code (github.com/dohlee/chromoformer):
   fill, so every dtype stays finite, and positions are registered buffers rather than
   tensors created on one fixed device, so the module runs on any device.
 
+``forward(..., return_attention=True)`` also returns, per resolution, the regulation layers'
+attention of the promoter token over [promoter, pCRE_1..I] (per layer and head), computed
+explicitly beside the fused attention, so the output is the same with or without it.
+
 ``reset_parameters()`` redraws every layer with PyTorch's default initialisation in
 construction order (so ``torch.manual_seed(s)`` then a reset gives the weights a fresh
 ``Chromoformer`` built after ``torch.manual_seed(s)`` has) and sets the frequency gains to 1.
@@ -66,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from epx.models.attention import TransformerLayer
+from epx.models.attention import MultiHeadAttention, TransformerLayer
 from epx.models.reset import reset_submodules
 
 
@@ -163,16 +167,37 @@ class RegulationTransformer(nn.Module):
                               d_inner=d_inner, d_ff=d_ff, dropout=dropout,
                               gated=True, pair_bias=True)
 
-    def forward(self, tokens: Tensor, token_valid: Tensor, freq: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, token_valid: Tensor, freq: Tensor,
+                return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """tokens: (B, 1 + I, d_model), token 0 the promoter; token_valid: (B, 1 + I) bool;
-        freq: (B, I) promoter -> pCRE interaction frequency. returns: (B, 1 + I, d_model)."""
+        freq: (B, I) promoter -> pCRE interaction frequency. returns: (B, 1 + I, d_model);
+        with ``return_attention`` also (B, n_layers, n_heads, 1 + I), each layer's attention
+        of the promoter token over [promoter, pCRE_1..I] (0 on empty slots, rows sum to 1)."""
         n_pcres = freq.shape[1]
         promoter_row = F.pad(freq, (1, 0))  # (B, 1 + I); the promoter-to-itself logit is unbiased
         pair_bias = F.pad(promoter_row[:, None, :], (0, 0, 0, n_pcres))  # only row 0 is biased
         x = tokens
+        weights = []
         for layer in self.layers:
+            if return_attention:
+                weights.append(promoter_attention(layer.attention, x, token_valid, pair_bias[:, :1]))
             x = layer(x, key_valid=token_valid, pair_bias=pair_bias)
-        return x
+        return (x, torch.stack(weights, dim=1)) if return_attention else x
+
+
+def promoter_attention(attention: MultiHeadAttention, x: Tensor, key_valid: Tensor,
+                       pair_bias: Tensor) -> Tensor:
+    """The attention weights of token 0 in one (eval-mode) attention sublayer, computed
+    explicitly beside the fused SDPA call, with the same mask and bias (so the layer's output
+    is untouched). x: (B, K, d_model); key_valid: (B, K) bool; pair_bias: (B, 1, K).
+    returns: (B, n_heads, K), >= 0, summing to 1 over the keys, 0 on hidden keys."""
+    q = attention._split_heads(attention.query_proj(x[:, :1]))  # (B, H, 1, D)
+    k = attention._split_heads(attention.key_value_proj(x).chunk(2, dim=-1)[0])  # (B, H, K, D)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(attention.head_dim)  # (B, H, 1, K)
+    mask = attention._attention_mask(key_valid, pair_bias, logits.dtype)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+    return torch.softmax(logits, dim=-1)[:, :, 0]
 
 
 class ChromoformerBranch(nn.Module):
@@ -194,14 +219,19 @@ class ChromoformerBranch(nn.Module):
             d_inner=regulation_d, d_ff=regulation_ff, dropout=dropout)
 
     def forward(self, *, promoter: Tensor, pcres: Tensor, pcre_bin_mask: Tensor,
-                pcre_mask: Tensor, freq: Tensor) -> Tensor:
+                pcre_mask: Tensor, freq: Tensor,
+                return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """promoter: (B, M, L); pcres: (B, I, M, L); pcre_bin_mask: (B, I, L) bool;
-        pcre_mask: (B, I) bool; freq: (B, I). returns: (B, d_emb)."""
+        pcre_mask: (B, I) bool; freq: (B, I). returns: (B, d_emb); with ``return_attention``
+        also the regulation layers' promoter-token attention (B, n_layers, n_heads, 1 + I)."""
         tss = self.embedding(promoter.transpose(1, 2))
         pairs = self.pairwise(tss, pcres.transpose(2, 3), pcre_bin_mask, pcre_mask)
         tokens = torch.cat([tss[:, None, :], pairs], dim=1)
         token_valid = F.pad(pcre_mask, (1, 0), value=True)
         freq = freq.masked_fill(~pcre_mask, 0.0)
+        if return_attention:
+            regulated, attention = self.regulation(tokens, token_valid, freq, return_attention=True)
+            return regulated[:, 0] + tss, attention
         regulated = self.regulation(tokens, token_valid, freq)
         return regulated[:, 0] + tss
 
@@ -337,10 +367,27 @@ class Chromoformer(nn.Module):
         }
 
     def forward(self, *, promoter: dict[int, Tensor], pcres: dict[int, Tensor],
-                pcre_bin_mask: dict[int, Tensor], pcre_mask: Tensor, freq: Tensor) -> Tensor:
+                pcre_bin_mask: dict[int, Tensor], pcre_mask: Tensor, freq: Tensor,
+                return_attention: bool = False
+                ) -> Tensor | tuple[Tensor, dict[int, Tensor]]:
         """promoter[r]: (B, M, L_r); pcres[r]: (B, I, M, L_r); pcre_bin_mask[r]: (B, I, L_r)
-        bool; pcre_mask: (B, I) bool; freq: (B, I) float. returns: (B, out_dim)."""
-        embeddings = self.branch_embeddings(promoter=promoter, pcres=pcres,
-                                            pcre_bin_mask=pcre_bin_mask, pcre_mask=pcre_mask,
-                                            freq=freq)
-        return self.head(torch.cat([embeddings[r] for r in self.resolutions], dim=-1))
+        bool; pcre_mask: (B, I) bool; freq: (B, I) float. returns: (B, out_dim).
+
+        ``return_attention=True`` returns ``(out, attention)`` with the same ``out`` and
+        ``attention[r]``: (B, regulation_layers, regulation_heads, 1 + I), the attention of
+        the promoter token over [promoter, pCRE_1..I] in each regulation layer of branch
+        ``r`` (the weights the fused kernel applies, computed beside it; 0 on empty slots,
+        summing to 1 over the 1 + I tokens; without dropout, i.e. as in eval mode)."""
+        if not return_attention:
+            embeddings = self.branch_embeddings(promoter=promoter, pcres=pcres,
+                                                pcre_bin_mask=pcre_bin_mask,
+                                                pcre_mask=pcre_mask, freq=freq)
+            return self.head(torch.cat([embeddings[r] for r in self.resolutions], dim=-1))
+        self._check_inputs(promoter, pcres, pcre_bin_mask, pcre_mask, freq)
+        embeddings, attention = {}, {}
+        for r in self.resolutions:
+            embeddings[r], attention[r] = self.branches[str(r)](
+                promoter=promoter[r], pcres=pcres[r], pcre_bin_mask=pcre_bin_mask[r],
+                pcre_mask=pcre_mask, freq=freq, return_attention=True)
+        out = self.head(torch.cat([embeddings[r] for r in self.resolutions], dim=-1))
+        return out, attention
