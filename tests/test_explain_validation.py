@@ -342,6 +342,7 @@ def test_validate_job_end_to_end_with_a_faked_attribution(synthetic_dm, small_sy
 
     fake = types.SimpleNamespace(attribute=lambda job_, rows, method, n_steps: "A", gene_tracks=gene_tracks)
     monkeypatch.setitem(sys.modules, "epx.explain.attribution", fake)
+    monkeypatch.setitem(sys.modules, "epx.explain.attention", types.SimpleNamespace())  # no pcre_table needed
     result = validate_job(job, small_synthetic / "elements.tsv", split="test", out_dir=tmp_path / "explain")
     assert set(result.pooled) == {"graphreg_rule", "distance", "abc"}  # no pCREs for a promoter model
     test_genes = set(synthetic_dm.genes["gene_id"][synthetic_dm.split == "test"])

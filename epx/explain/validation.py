@@ -32,9 +32,9 @@ Contract:
 - ``ScoringInputs(genes, gene_tracks=None, pcres=None, tracks=None, contacts=None,
   tolerance_bp=1000, source="")``; ``ScoringInputs.from_job(job, rows, scorers,
   attribution=None, method="ig", n_steps=32)`` builds only what ``scorers`` need, from an
-  ``ExplainJob`` (``epx.explain.job``): the attribution once, then ``gene_tracks`` /
-  ``pcre_table`` (``epx.explain.attribution``), the cache's H3K27ac/H3K4me1 tracks and the
-  DataModule's thresholded contacts.
+  ``ExplainJob`` (``epx.explain.job``): the attribution once (``attribute``), then
+  ``gene_tracks`` (``epx.explain.attribution``) / ``pcre_table`` (``epx.explain.attention``),
+  the cache's H3K27ac/H3K4me1 tracks and the cell's thresholded contacts.
 - ``applicable(scorers, inputs_or_job)`` refuses, before any work, a scorer that does not
   apply (one ``InputError`` naming it and what it needs); ``default_scorers(job)`` is every
   scorer that applies to a job's model.
@@ -120,14 +120,14 @@ class ScoringInputs:
         dm = job.dm
         inputs = cls(genes=dm.genes, source=_model_name(job), tolerance_bp=_tolerance(dm.inputs))
         if needs & {"gene_tracks", "pcres"}:
-            attr = importlib.import_module("epx.explain.attribution")  # attribute, gene_tracks, pcre_table
+            attr = importlib.import_module("epx.explain.attribution")  # attribute, gene_tracks
 
             if attribution is None:
                 attribution = attr.attribute(job, rows, method=method, n_steps=n_steps)
             if "gene_tracks" in needs:
                 inputs.gene_tracks = {t.gene_id: t for t in attr.gene_tracks(job, rows, attribution)}
             if "pcres" in needs:
-                inputs.pcres = attr.pcre_table(job, rows, attribution)
+                inputs.pcres = importlib.import_module("epx.explain.attention").pcre_table(job, rows, attribution)
         if "tracks" in needs:
             inputs.tracks = _activity_tracks(dm, dm.genes.iloc[np.asarray(rows)])
         if "abc" in scorers:
