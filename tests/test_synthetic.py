@@ -315,3 +315,61 @@ def test_a_track_does_not_depend_on_the_other_marks(tmp_path):
     alone = synthetic.generate(tmp_path / "alone", seed=4, **{**TINY, "marks": ("H3K27ac",)})
     assert (both / "signals/E003-H3K27ac.bigwig").read_bytes() == (alone / "signals/E003-H3K27ac.bigwig").read_bytes()
     assert not (alone / "signals/E003-H3K4me3.bigwig").exists()
+
+
+# ----------------------------------------------------------------------------- element table
+
+
+def test_element_table_lists_each_expressed_distal_gene_driver_and_decoys(small, tables):
+    truth, expression = tables
+    elements = pd.read_csv(small / "elements.tsv", sep="\t")
+    assert list(elements.columns[:6]) == ["chrom", "start", "end", "gene", "significant", "effect_size"]
+    distal = truth.set_index("gene_id")["distal_driven"] == 1
+    assert distal.loc[elements["gene"]].all()
+    for cell in CELLS:
+        rows = elements[elements["cell"] == cell]
+        expressed = set(expression.index[(expression[cell] >= 0.5).to_numpy() & distal.loc[expression.index].to_numpy()])
+        assert set(rows["gene"]) == expressed
+        per_gene = rows.groupby("gene")
+        assert (per_gene.size() == 4).all() and (per_gene["significant"].sum() == 1).all()
+        drivers = rows[rows["significant"] == 1].set_index("gene")
+        t = truth.set_index("gene_id").loc[drivers.index]
+        assert (drivers["start"] == t["enhancer_start"]).all() and (drivers["end"] == t["enhancer_end"]).all()
+        assert (drivers["effect_size"] == -1.0).all() and (rows.loc[rows["significant"] == 0, "effect_size"] == 0).all()
+        # linked: the element's own link is a row of that cell's BEDPE (every driver's is); each
+        # BEDPE row of a listed gene is the link of exactly one of its listed elements
+        bedpe = read_bedpe(small / "interactions" / f"{cell}.bedpe")
+        for _, row in rows[rows["linked"] == 1].iterrows():
+            anchors = bedpe[bedpe["name"] == row["gene"]]
+            assert ((anchors["s2"] < row["end"]) & (anchors["e2"] > row["start"])).any(), row.to_dict()
+        assert rows["linked"].sum() == bedpe["name"].isin(set(rows["gene"])).sum()
+        assert drivers["linked"].all()
+        assert rows["distance_bp"].abs().between(25_000, 200_000).all()
+
+
+def test_write_elements_adds_the_same_table_to_an_existing_folder(tmp_path):
+    out = synthetic.generate(tmp_path / "ds", seed=5, **TINY)
+    written = (out / "elements.tsv").read_bytes()
+    others = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "elements.tsv"}
+    (out / "elements.tsv").unlink()
+    assert synthetic.write_elements(out) == out / "elements.tsv"
+    assert (out / "elements.tsv").read_bytes() == written
+    assert {p: p.read_bytes() for p in others} == others
+    # ensure_synthetic adds it to a matching folder written before elements.tsv existed
+    (out / "elements.tsv").unlink()
+    stamp = (out / "synthetic.json").stat().st_mtime_ns
+    assert synthetic.ensure_synthetic(out, seed=5, **TINY) == out
+    assert (out / "elements.tsv").read_bytes() == written and (out / "synthetic.json").stat().st_mtime_ns == stamp
+
+
+def test_write_elements_refuses_a_folder_it_did_not_write(tmp_path):
+    out = synthetic.generate(tmp_path / "ds", seed=5, **TINY)
+    with pytest.raises(InputError, match="not a synthetic dataset folder"):
+        synthetic.write_elements(tmp_path)
+    (out / "tss.bed").write_text((out / "tss.bed").read_text().replace("SYN000001", "EDITED"))
+    with pytest.raises(InputError, match="tss.bed differ"):
+        synthetic.write_elements(out)
+    manifest = json.loads((out / "synthetic.json").read_text())
+    (out / "synthetic.json").write_text(json.dumps({**manifest, "format_version": 2}))
+    with pytest.raises(InputError, match="format 2"):
+        synthetic.write_elements(out)
