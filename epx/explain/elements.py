@@ -45,7 +45,8 @@ A table none of whose rows can be evaluated (each has a reason other than
 fix; rows all ``outside_window`` are a warning (the model scores at its floor: the
 promoter CNN's 6 kb window on distal elements). ``ElementReport`` counts the rows read, per reason, the scorable
 ones and their positives, the renamed chromosomes and the rows of other cells left out;
-``report.log()`` writes one warning per reason, ``report.to_dict()`` is what an output keeps.
+``report.log()`` writes one line per reason (a warning; ``not_analysed``, a choice, as
+information), ``report.to_dict()`` is what an output keeps.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Reason:
     text: str  # "<n> elements …"
     fix: str
     floor: bool = False  # scored at the floor (counted in AUPRC) rather than left out
+    chosen: bool = False  # the analysis's choice (logged as information), not a problem of the file
 
 
 REASONS: dict[str, Reason] = {
@@ -101,6 +103,7 @@ REASONS: dict[str, Reason] = {
     "not_analysed": Reason(
         "name a gene of the dataset that this analysis does not score (e.g. not a test gene of the fold)",
         "analyse the split that holds those genes, or the job of the fold that tests them",
+        chosen=True,
     ),
     "unknown_chrom": Reason(
         "lie on a chromosome the dataset does not have (in any spelling, e.g. chr1 or 1)",
@@ -150,8 +153,8 @@ class ElementReport:
             self.renaming.log()
         if self.n_other_cells:
             log.info("%s: %d row(s) of other cells than %s left out", self.path, self.n_other_cells, self.cell)
-        for line in self.lines():
-            log.warning("%s: %s", self.path, line)
+        for reason, line in zip(self.counts, self.lines()):
+            (log.info if REASONS[reason].chosen else log.warning)("%s: %s", self.path, line)
 
     def to_dict(self) -> dict:
         return {
