@@ -19,6 +19,7 @@ from epx.data.tracks import SignalTracks
 from epx.errors import InputError
 from epx.explain.elements import evaluated, graphreg_window, read_elements
 from epx.explain.validation import (
+    ABC_GAMMA,
     SCORERS,
     ScoringInputs,
     abc_contact,
@@ -245,7 +246,7 @@ def test_abc_uses_the_contact_strength_when_a_contact_exists(tmp_path):
     contact, from_hic = abc_contact(rows, contacts, tolerance_bp=1000)
     assert list(from_hic) == [False, True]
     assert contact[1] == 8.0  # the strongest linking contact
-    assert contact[0] == pytest.approx((20_500 / 5_000) ** -1.024)  # the power law, no contact
+    assert contact[0] == pytest.approx((20_500 / 5_000) ** -ABC_GAMMA)  # the power law, no contact
     scores = score_elements(table, abc_inputs(contacts), ["abc"]).set_index("element")["score"]
     # activity: sqrt(4 * 1) = 2 and sqrt(1 * 1) = 1; the contact lifts the weaker element above
     a0, a1 = 2.0 * contact[0], 1.0 * 8.0

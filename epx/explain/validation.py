@@ -26,8 +26,9 @@ Contract:
     strongest contact with one anchor on the gene's promoter (TSS ± ``tolerance_bp``) and
     the other overlapping the element, either BEDPE orientation; with no such contact, ABC's
     power law in distance, ``(max(d, 5 kb) / 5 kb) ** -gamma`` (``gamma`` 1.024, ABC's
-    fitted default; 1 at the 5 kb resolution of the contact maps, so an unlinked element
-    never outweighs a called contact of strength ≥ 1).
+    ``hic_gamma`` fitted to averaged Hi-C; 5 kb, its pseudocount distance, is also the
+    resolution of the contact maps, where the power law is 1, so an unlinked element never
+    outweighs a called contact of strength ≥ 1).
 
 - ``ScoringInputs(genes, gene_tracks=None, pcres=None, tracks=None, contacts=None,
   tolerance_bp=1000, source="")``; ``ScoringInputs.from_job(job, rows, scorers,
@@ -85,7 +86,7 @@ from epx.io.atomic import atomic_write, write_text
 log = logging.getLogger(__name__)
 
 HALF_WIDTH_BP = 4_000  # GraphReg's ± 4 kb around the element's midpoint
-ABC_GAMMA = 1.024  # ABC's default power-law exponent (contact ~ distance^-gamma)
+ABC_GAMMA = 1.024238616787792  # ABC's hic_gamma: the power law fitted to averaged Hi-C (contact ~ distance^-gamma)
 ABC_MIN_DISTANCE_BP = 5_000
 ACTIVITY_MARKS = ("H3K27ac", "H3K4me1")
 SCORE_COLUMNS = ["element", "chrom", "start", "end", "gene_id", "significant", "distance_bp", "scorer", "score", "seen"]

@@ -243,7 +243,6 @@ def generate(
 
 
 def _write_all(folder: Path, params: dict[str, Any]) -> None:
-    chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
     genome = _genome(params)
     _write_chrom_sizes(folder, genome)
     _write_tss(folder, genome)
