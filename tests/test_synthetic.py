@@ -360,6 +360,10 @@ def test_write_elements_adds_the_same_table_to_an_existing_folder(tmp_path):
     stamp = (out / "synthetic.json").stat().st_mtime_ns
     assert synthetic.ensure_synthetic(out, seed=5, **TINY) == out
     assert (out / "elements.tsv").read_bytes() == written and (out / "synthetic.json").stat().st_mtime_ns == stamp
+    # a folder that cannot take it is still used (training does not need the table)
+    (out / "elements.tsv").unlink()
+    (out / "tss.bed").write_text((out / "tss.bed").read_text() + "\n")
+    assert synthetic.ensure_synthetic(out, seed=5, **TINY) == out and not (out / "elements.tsv").exists()
 
 
 def test_write_elements_refuses_a_folder_it_did_not_write(tmp_path):

@@ -17,7 +17,8 @@ Contract:
 - ``ensure_synthetic(root, **params) -> Path`` generates on first use, reuses a folder whose
   ``synthetic.json`` matches ``params``, regenerates otherwise; concurrent callers are
   serialised by a file lock on ``{root}.lock``, so it is built once. A matching folder written
-  before ``elements.tsv`` existed gets it added (``write_elements``); nothing else changes.
+  before ``elements.tsv`` existed gets it added (``write_elements``); nothing else changes, and
+  a folder that cannot take it (read-only, edited) is still returned, with a warning.
 - ``write_elements(root) -> Path`` adds ``elements.tsv`` to an existing synthetic folder from
   its ``synthetic.json`` parameters: the genome is rebuilt from the seed (no signals
   rendered, well under a second), checked against the folder's ``tss.bed``, ``expression.tsv``
@@ -339,17 +340,32 @@ def ensure_synthetic(root: str | os.PathLike, **params: Any) -> Path:
     """Return ``root`` holding the synthetic dataset for ``params``, generating it if needed."""
     resolved = resolve_params(**params)
     root = Path(root).expanduser().absolute()
-    if _matches(root, resolved) and (root / ELEMENTS_FILE).exists():
+    if _matches(root, resolved):
+        if not (root / ELEMENTS_FILE).exists():
+            _add_elements(root)
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root.with_name(root.name + ".lock"))):
-        if _matches(root, resolved):  # another process built it while we waited, or it predates elements.tsv
-            if not (root / ELEMENTS_FILE).exists():
-                log.info("adding %s to the synthetic dataset at %s", ELEMENTS_FILE, root)
-                write_elements(root)
+    with FileLock(_lock_path(root)):
+        if _matches(root, resolved):  # another process built it while we waited
             return root
         log.info("generating the synthetic dataset at %s (once; reused afterwards)", root)
         return generate(root, **resolved)
+
+
+def _lock_path(root: Path) -> str:
+    return str(root.with_name(root.name + ".lock"))
+
+
+def _add_elements(root: Path) -> None:
+    """Add elements.tsv to a matching folder written before it existed; a folder that cannot
+    take it (read-only, edited) stays usable for training: only validation needs the table."""
+    try:
+        with FileLock(_lock_path(root)):
+            if not (root / ELEMENTS_FILE).exists():
+                log.info("adding %s to the synthetic dataset at %s", ELEMENTS_FILE, root)
+                write_elements(root)
+    except (OSError, InputError) as err:
+        log.warning("could not add %s to %s (%s); enhancer validation needs it: run epx.synthetic.generate.write_elements", ELEMENTS_FILE, root, err)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
