@@ -4,7 +4,9 @@ Contract: ``Job(dir, record)``; the steps of a job run inside ``with job.running
 the way out, whatever happened, the record gets its wall time and is written atomically to
 ``dir/metrics.json``, and the experiment logger (``job.logger``, set once a step made one) is
 finished with the job's status. An exception inside marks the record ``failed`` with the
-error (``"TypeName: message"``) and is re-raised, so Hydra and the CLI still see it; a
+error (``"TypeName: message"``; for ``SystemExit``/``KeyboardInterrupt`` — Ctrl-C, or
+submitit's requeue on a timeout/preemption signal — followed by ``INTERRUPTED``, which says
+the job resumes from its last checkpoint) and is re-raised, so Hydra and the CLI still see it; a
 job therefore never leaves a ``running`` record behind unless the process itself was killed.
 ``job.save()`` writes the record mid-job (e.g. once the W&B run id is known). Only the
 process of global rank 0 writes (``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID``, as Lightning
@@ -19,9 +21,10 @@ first minutes, e.g. while the cache is built — and ``epx summarize`` reports i
 Resumable, idempotent jobs (issue 12). ``config_digest(cfg)`` is the sha256 of the job's
 resolved config without what says *where* rather than *what*: ``MACHINE_KEYS`` (``hydra``,
 ``paths.*``, ``dataset.root``, the run controls ``sweep``/``rerun``/``threads``, and
-``logger``/``tags``, which change how a job is logged, not what it computes). Their leaves
-are replaced by placeholders before resolving, so a value that interpolates them (the
-checkpoint dir ``${paths.output_dir}/checkpoints``) cannot leak a machine path either: the
+``logger``/``tags``, which change how a job is logged, not what it computes). They are left
+out, and values that interpolate them are resolved against placeholders (the checkpoint dir
+``${paths.output_dir}/checkpoints`` becomes ``<paths.output_dir>/checkpoints``), so no machine
+path leaks into the digest either: the
 same study moved to another disk or mount point (a cluster) keeps its digest; another
 dataset under another root does not change it (use another sweep name for other data).
 
@@ -47,9 +50,12 @@ whose record says ``running`` in a live process on this machine. Without a sweep
 attempt — submitit's requeue after a timeout or preemption runs the job again in the same
 dir — resumes the same way.
 
-W&B run id: ``wandb_run_id(job_dir)`` hashes the job dir's absolute path, so every attempt
-of a job (kill and rerun, SLURM requeue) logs to one run (``resume="allow"``); an attempt
-that resumes keeps the id its record holds; ``rerun=true`` starts a new run.
+W&B run id: a job's first attempt derives it from the job's identity, ``wandb_run_id(job_dir,
+salt)``: a hash of the job dir's absolute path (sweep dir + job subdir) and the time the
+attempt started, and writes it into its record before training; every later attempt that
+resumes (a kill and rerun, a SLURM requeue) takes it from the record and continues that run
+(``resume="allow"``). The start time keeps a job dir that was deleted and run again, or
+``rerun=true``, from writing over the history of the old run.
 """
 
 from __future__ import annotations
@@ -101,6 +107,8 @@ class Job:
         except BaseException as err:
             self.record.status = "failed"
             self.record.error = f"{type(err).__name__}: {err}"
+            if isinstance(err, SystemExit | KeyboardInterrupt):
+                self.record.error += f" ({INTERRUPTED})"
             raise
         finally:
             self.record.wall_seconds = round(time.time() - start, 2)
@@ -124,6 +132,12 @@ def global_rank() -> int:
         return 0
 
 
+INTERRUPTED = (
+    "interrupted: Ctrl-C, or a timeout/preemption signal that submitit answers by requeueing the job; "
+    "the requeued job, or a rerun of the grid, resumes it from checkpoints/last.ckpt"
+)
+
+
 # -- the job's identity: config digest, W&B run id -------------------------------------------
 
 # What says where a job runs or how it is logged, not what it computes (see the module doc).
@@ -140,18 +154,30 @@ def _placeholders(node: Any, prefix: str) -> Any:
     return f"<{prefix}>"
 
 
+def _drop(plain: dict, key: str, replace=None) -> None:
+    """Replace (``replace`` given) or delete the node at dotted ``key`` of a plain config."""
+    *parents, leaf = key.split(".")
+    node = plain
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and leaf in node:
+        if replace is None:
+            del node[leaf]
+        else:
+            node[leaf] = replace(node[leaf])
+
+
 def digest_config(cfg: DictConfig) -> dict:
-    """The resolved job config that ``config_digest`` hashes: ``MACHINE_KEYS`` as placeholders."""
+    """The resolved job config that ``config_digest`` hashes: without ``MACHINE_KEYS``, and
+    whatever interpolated them resolved against placeholders (``<paths.cache_dir>``)."""
     plain = OmegaConf.to_container(cfg, resolve=False)
     for key in MACHINE_KEYS:
-        *parents, leaf = key.split(".")
-        node = plain
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node:
-            node[leaf] = _placeholders(node[leaf], key)
+        _drop(plain, key, lambda node, key=key: _placeholders(node, key))
     plain.pop("hydra", None)
-    return OmegaConf.to_container(OmegaConf.create(plain), resolve=True, throw_on_missing=False)
+    resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True, throw_on_missing=False)
+    for key in MACHINE_KEYS:
+        _drop(resolved, key)
+    return resolved
 
 
 def config_digest(cfg: DictConfig) -> str:
@@ -160,10 +186,10 @@ def config_digest(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def wandb_run_id(job_dir: Path, salt: str = "") -> str:
-    """A W&B run id that is a function of the job dir (absolute path): every attempt of a job
-    continues one run. ``salt`` makes a new one (``rerun=true``)."""
-    key = f"{Path(job_dir).resolve()}{salt}"
+def wandb_run_id(job_dir: Path, salt: str | None = None) -> str:
+    """A W&B run id from the job dir (absolute path) and ``salt`` (default: now, in ns)."""
+    salt = str(time.time_ns()) if salt is None else salt
+    key = f"{Path(job_dir).resolve()}:{salt}"
     return "epx-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
@@ -238,8 +264,7 @@ def plan(cfg: DictConfig, job_dir: Path) -> Plan:
             "finish (a rerun of the grid then reuses it) or stop that process first"
         )
     if rerun:
-        salt = f":rerun:{time.time_ns()}" if prior_id else ""
-        return Plan("fresh", digest, wandb_id=wandb_run_id(job_dir, salt), clear=True, note="rerun=true")
+        return Plan("fresh", digest, wandb_id=fresh_id, clear=True, note="rerun=true")
     if prior.config_digest != digest:
         if named:
             why = (
@@ -261,7 +286,7 @@ def plan(cfg: DictConfig, job_dir: Path) -> Plan:
         if checkpoint_readable(last):
             return Plan("resume", digest, checkpoint=str(last), wandb_id=resume_id, note=f"previous attempt: {prior.status}")
         log.warning("%s is incomplete (the job was killed while writing it); training this job from the start", last)
-    return Plan("fresh", digest, wandb_id=resume_id)
+    return Plan("fresh", digest, wandb_id=fresh_id)  # from step 0: a new run, not the old one's history
 
 
 def _mtime(path: Path) -> float | None:

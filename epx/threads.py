@@ -70,7 +70,7 @@ def apply_threads(value) -> int | None:
         torch.set_num_interop_threads(threads)
     except RuntimeError:
         pass
-    log.debug("torch threads: %d", threads)
+    log.info("torch threads: %d", threads)
     return threads
 
 

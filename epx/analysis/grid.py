@@ -126,12 +126,49 @@ def read_grid(sweep_dir: str | os.PathLike) -> list[list[str]] | None:
     return [[str(item) for item in job] for job in jobs]
 
 
+def _yaml_loader() -> type:
+    """PyYAML's C safe loader with OmegaConf's scalar rules (``1e-3`` is a float, no
+    timestamps), so a file reads as ``OmegaConf.load`` reads it, about 20 times faster: a
+    summary reads three YAML files per job, after every job of a grid."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:float")]
+        for key, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _OMEGACONF_FLOAT, list("-+0123456789."))
+    return Loader
+
+
+_OMEGACONF_FLOAT = re.compile(
+    r"""^(?:
+     [-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+    |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_LOADER: type | None = None
+
+
 def read_yaml(path: Path) -> Any:
     """Plain container of a YAML file, or None when absent/corrupt (never raises)."""
+    global _LOADER
     if not path.is_file():
         return None
     try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        import yaml
+
+        _LOADER = _LOADER or _yaml_loader()
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except Exception as exc:  # a half-written YAML must not stop the summary
         log.warning("summary: ignoring unreadable %s (%s)", path, exc)
         return None
