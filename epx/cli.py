@@ -1,4 +1,4 @@
-"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``status``, ``diff``, ``predict``, ``download``, ``convert``.
+"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``status``, ``diff``, ``predict``, ``explain``, ``download``, ``convert``.
 
 Training itself is ``python launch.py …`` (Hydra owns that command line). ``run_job`` is the
 glue between Hydra and ``epx.run.train``: in a single run, bad input ends the process with
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "diff": _diff,
         "predict": _predict,
+        "explain": _explain,
     }
     parser = argparse.ArgumentParser(prog="epx", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=[*commands, "download", "convert"])
@@ -130,6 +131,12 @@ def _predict(rest: list[str]) -> int:
     from epx.predict import main as predict_main
 
     return predict_main(rest) or 0
+
+
+def _explain(rest: list[str]) -> int:
+    from epx.explain.run import main as explain_main
+
+    return explain_main(rest) or 0
 
 
 def _roadmap(argv: list[str]) -> int:

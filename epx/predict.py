@@ -147,8 +147,11 @@ class SourceJob:
         return net
 
 
-def open_job(job_dir: str | Path, overrides: Sequence[str] = ()) -> SourceJob:
+def open_job(job_dir: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig | None = None) -> SourceJob:
     """Read a finished job's record and checkpoint and rebuild its data setup (no data work yet).
+    ``cfg``: the job's own config, when the caller holds it (a job explaining itself at its
+    end, in a process that may not have Hydra's record of its overrides); else it is composed
+    from the record's overrides plus ``overrides``.
 
     Every refusal (not a job dir, a job that did not finish, no checkpoint, a checkpoint without
     provenance, an override that changes the model or its inputs, an unknown cell) is one
@@ -163,7 +166,7 @@ def open_job(job_dir: str | Path, overrides: Sequence[str] = ()) -> SourceJob:
     ckpt_path = find_checkpoint(job_dir, source)
     provenance, state = load_checkpoint(ckpt_path)
 
-    cfg = compose([*source.overrides, *overrides])
+    cfg = cfg if cfg is not None else compose([*source.overrides, *overrides])
     marks, fold = validate(cfg)
     check_compatible(provenance, cfg, marks, ckpt_path)
     objective = instantiate(provenance["objective"])

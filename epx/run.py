@@ -19,10 +19,13 @@ Contract: ``train(cfg) -> JobRecord``; the steps, top to bottom:
    the provenance that makes its checkpoints reloadable (``epx predict``);
 5. logger and trainer from ``conf/logger/`` and ``conf/trainer/``; the record is saved with
    the W&B run id;
+   analyses the config asks for (``analysis=[...]``) are checked against the model here;
 6. fit (from the last checkpoint when resuming; under SLURM with Lightning's own auto-requeue
    off, ``SLURMEnvironment(auto_requeue=False)``: submitit's requeue owns the signals); test
    with the best checkpoint (or, without checkpointing, the final weights saved as
-   ``checkpoints/final.ckpt``); ``predictions.csv`` for every gene of every split.
+   ``checkpoints/final.ckpt``); ``predictions.csv`` for every gene of every split;
+7. the analyses (``epx.explain.run``) into ``JOB_DIR/explain/``; their failure is recorded as
+   ``explain_error`` and leaves the job ``ok``.
 
 ``epx.job.Job`` writes ``metrics.json`` (an ``epx.record.JobRecord``) and closes the logger
 whatever happens; a failing job records ``status: failed`` and the error, and re-raises.
@@ -199,6 +202,10 @@ def train(cfg: DictConfig) -> JobRecord:
         job.save()
         dm.prepare_data()
         dm.setup()
+        if cfg.get("analysis"):  # refused now, not after hours of training
+            from epx.explain.run import check_analyses  # captum & co. only for jobs that ask
+
+            check_analyses(dm, cfg.model.name, OmegaConf.to_container(cfg.analysis, resolve=True))
         job.record.n_genes = dm.n_genes()
         write_json(job.dir / "folds.json", dm.fold_record())
 
@@ -225,4 +232,20 @@ def train(cfg: DictConfig) -> JobRecord:
         write_csv(job.dir / "predictions.csv", prediction_table(trainer, module, dm))
         job.record.status = "ok"
         log_record(job.logger, job.record)
+    if cfg.get("analysis"):
+        explain_finished(job, cfg)
     return job.record
+
+
+def explain_finished(job: Job, cfg: DictConfig) -> None:
+    """The job's analyses (``analysis=[...]``) into ``JOB_DIR/explain/``. The trained model
+    stands whatever happens here: a failure is logged and kept in the record as
+    ``explain_error``, never turned into a failed job."""
+    from epx.explain.run import explain
+
+    try:
+        explain(job.dir, OmegaConf.to_container(cfg.analysis, resolve=True), cfg=cfg)
+    except Exception as err:
+        log.error("job %s: analyses failed: %s: %s (rerun them with epx explain %s)", job.dir, type(err).__name__, err, job.dir)
+        job.record.extra["explain_error"] = f"{type(err).__name__}: {err}"
+        job.save()

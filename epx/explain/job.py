@@ -51,7 +51,7 @@ class ExplainJob:
     device: torch.device
 
     @classmethod
-    def load(cls, job_dir: str | Path, *, overrides: Sequence[str] = (), device: str | torch.device = "cpu") -> "ExplainJob":
+    def load(cls, job_dir: str | Path, *, overrides: Sequence[str] = (), device: str | torch.device = "cpu", cfg=None) -> "ExplainJob":
         overrides = list(overrides)
         try:
             test_cell = JobRecord.read(Path(job_dir)).test_cell
@@ -59,7 +59,7 @@ class ExplainJob:
             test_cell = None
         if test_cell and not any(o.startswith("test_cell=") for o in overrides):
             overrides.append("test_cell=null")
-        src = open_job(job_dir, overrides)
+        src = open_job(job_dir, overrides, cfg=cfg)  # cfg: the job's own, when it explains itself
         dm = src.dm
         dm.prepare_data()
         dm.setup()
