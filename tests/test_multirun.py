@@ -68,3 +68,13 @@ def test_offline_wandb_run_reads_back(sweep):
     assert run["config"]["cell"] == "E003" and run["config"]["model"]["name"] == "promoter_cnn"
     assert "${" not in repr(run["config"])
     assert "test/pearson" in run["summary"] and run["summary"]["status"] == "ok"
+
+
+def test_unnamed_sweep_keeps_numbered_job_dirs_with_a_config_digest(sweep):
+    """Without sweep=<name>: job dirs 0..3 as before; each record carries its config digest
+    (what a named sweep compares to reuse a job) and is not reused."""
+    from epx.record import JobRecord
+
+    records = [JobRecord.read(sweep / str(num)) for num in range(4)]
+    assert all(len(r.config_digest or "") == 64 and r.reused is False for r in records)
+    assert len({r.config_digest for r in records}) == 4  # four different jobs

@@ -105,3 +105,34 @@ def test_cross_cell_mode_tests_on_the_other_cells_data(tmp_path, small_synthetic
     np.testing.assert_allclose(test.target, np.log2(expr.loc[test.index, "E114"] + 1), rtol=1e-5)
     train_rows = preds[preds.split == "train"].set_index("gene_id")
     np.testing.assert_allclose(train_rows.target, np.log2(expr.loc[train_rows.index, "E003"] + 1), rtol=1e-5)
+
+
+def test_under_slurm_lightnings_own_requeue_is_off(monkeypatch):
+    """submitit owns SLURM's signals (USR2: checkpoint the launcher call, requeue); Lightning's
+    auto-requeue would add a SIGUSR1 handler that saves an hpc checkpoint and requeues itself."""
+    import signal
+
+    from hydra.utils import instantiate
+
+    from epx.run import cluster_plugins
+
+    cfg = compose(["trainer=cpu", "logger=none"])
+    assert cluster_plugins(cfg) == {}  # not under SLURM: the trainer's own plugins
+    slurm = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "epx", "SLURM_NODELIST": "node1",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_ID": "42"}  # fmt: skip
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)}
+    try:
+        handlers = {}
+        for plugins in ({}, cluster_plugins(cfg)):
+            trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False, **plugins)
+            trainer._signal_connector.register_signal_handlers()
+            env = trainer._accelerator_connector.cluster_environment
+            handlers[bool(plugins)] = (type(env).__name__, env.auto_requeue, signal.getsignal(signal.SIGUSR1))
+            trainer._signal_connector.teardown()
+        assert handlers[False][:2] == ("SLURMEnvironment", True) and callable(handlers[False][2])  # Lightning's default
+        assert handlers[True] == ("SLURMEnvironment", False, signal.SIG_DFL)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
