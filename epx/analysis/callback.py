@@ -135,7 +135,9 @@ def _other_grid(job_dir: Path, why: str) -> str:
     return str(refuse_other_grid(job_dir, why))
 
 
-def _check_digest(job_dir: Path, record: JobRecord, job_config: DictConfig) -> None:
+def _check_digest(job_dir: Path, record: JobRecord, job_config: DictConfig, overrides: list[str]) -> None:
+    import shlex
+
     from epx.job import config_digest
 
     if not record.config_digest:
@@ -145,7 +147,7 @@ def _check_digest(job_dir: Path, record: JobRecord, job_config: DictConfig) -> N
             _other_grid(
                 job_dir,
                 "same overrides, different resolved config: a changed conf/ default, experiment or code; "
-                f'`epx diff {job_dir} "<this job\'s overrides>"` shows what changed',
+                f"`epx diff {shlex.quote(str(job_dir))} {shlex.quote(' '.join(overrides))}` shows what changed",
             )
         )
 
@@ -177,7 +179,7 @@ def check_named_sweep(config: DictConfig, jobs: list[list[str]]) -> list[list[st
 
             loader = GlobalHydra.instance().config_loader()
         job_config = loader.load_sweep_config(config, list(job))
-        _check_digest(job_dir, record, job_config)
+        _check_digest(job_dir, record, job_config, [str(item) for item in job])
     return merge_grid(stored, jobs, exclude) if stored is not None else jobs
 
 
@@ -202,7 +204,8 @@ class SummaryCallback(Callback):
         try:
             record = _prior_record(job_dir)
             if record is not None:
-                _check_digest(job_dir, record, config)
+                overrides = [str(item) for item in config.hydra.overrides.task]
+                _check_digest(job_dir, record, config, overrides)
         except GridError as err:
             _refuse(err)
 
