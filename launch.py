@@ -6,7 +6,9 @@ Composes ``conf/config.yaml`` and runs one job (``epx.run.train``) per override 
 import hydra
 from omegaconf import DictConfig
 
+import epx.analysis.grid  # noqa: F401  (the epx.* resolvers of conf/hydra, before Hydra resolves anything)
 import epx.selection  # noqa: F401  (registers the config resolvers)
+import epx.threads  # noqa: F401
 from epx.cli import run_job
 
 

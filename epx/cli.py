@@ -40,7 +40,9 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    import epx.analysis.grid  # noqa: F401  (resolvers of conf/hydra)
     import epx.selection  # noqa: F401  (resolvers)
+    import epx.threads  # noqa: F401
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)

@@ -21,7 +21,8 @@ first minutes, e.g. while the cache is built — and ``epx summarize`` reports i
 Resumable, idempotent jobs (issue 12). ``config_digest(cfg)`` is the sha256 of the job's
 resolved config without what says *where* rather than *what*: ``MACHINE_KEYS`` (``hydra``,
 ``paths.*``, ``dataset.root``, the run controls ``sweep``/``rerun``/``threads``, and
-``logger``/``tags``, which change how a job is logged, not what it computes). They are left
+``logger``/``tags``, which change how a job is logged, not what it computes, and ``analysis``,
+what is done with the model once trained). They are left
 out, and values that interpolate them are resolved against placeholders (the checkpoint dir
 ``${paths.output_dir}/checkpoints`` becomes ``<paths.output_dir>/checkpoints``), so no machine
 path leaks into the digest either: the
@@ -141,7 +142,8 @@ INTERRUPTED = (
 # -- the job's identity: config digest, W&B run id -------------------------------------------
 
 # What says where a job runs or how it is logged, not what it computes (see the module doc).
-MACHINE_KEYS: tuple[str, ...] = ("hydra", "paths", "dataset.root", "sweep", "rerun", "threads", "logger", "tags")
+# ``analysis``: what is done with the trained model afterwards (epx explain), not how it is trained.
+MACHINE_KEYS: tuple[str, ...] = ("hydra", "paths", "dataset.root", "sweep", "rerun", "threads", "logger", "tags", "analysis")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 

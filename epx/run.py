@@ -180,6 +180,8 @@ def train(cfg: DictConfig) -> JobRecord:
     step = plan(cfg, out)
     if step.action == "reuse":
         log.info("job %s: reused (%s; rerun=true trains it again)", out, step.note)
+        if cfg.get("analysis"):  # analyses asked for now, that the finished job lacks
+            explain_finished(Job(out, step.record), cfg, only_missing=True)
         return step.record
     step.clear_checkpoints(out)
     job = Job(out, new_record(cfg, who["overrides"]))
@@ -237,14 +239,20 @@ def train(cfg: DictConfig) -> JobRecord:
     return job.record
 
 
-def explain_finished(job: Job, cfg: DictConfig) -> None:
-    """The job's analyses (``analysis=[...]``) into ``JOB_DIR/explain/``. The trained model
-    stands whatever happens here: a failure is logged and kept in the record as
-    ``explain_error``, never turned into a failed job."""
+def explain_finished(job: Job, cfg: DictConfig, *, only_missing: bool = False) -> None:
+    """The job's analyses (``analysis=[...]``) into ``JOB_DIR/explain/`` (``only_missing``: those
+    without a dir there yet, for a reused job). The trained model stands whatever happens
+    here: a failure is logged and kept in the record as ``explain_error``, never turned into a
+    failed job."""
     from epx.explain.run import explain
 
+    analyses = OmegaConf.to_container(cfg.analysis, resolve=True)
+    if only_missing:
+        analyses = {k: v for k, v in analyses.items() if not (job.dir / "explain" / k).is_dir()}
+    if not analyses:
+        return
     try:
-        explain(job.dir, OmegaConf.to_container(cfg.analysis, resolve=True), cfg=cfg)
+        explain(job.dir, analyses, cfg=cfg)
     except Exception as err:
         log.error("job %s: analyses failed: %s: %s (rerun them with epx explain %s)", job.dir, type(err).__name__, err, job.dir)
         job.record.extra["explain_error"] = f"{type(err).__name__}: {err}"

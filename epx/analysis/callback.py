@@ -62,7 +62,7 @@ from epx.analysis.grid import (
     sweep_arguments,
     write_grid,
 )
-from epx.analysis.summary import summarize, summarize_quietly
+from epx.analysis.summary import log_summary_if_jobs_did, summarize, summarize_quietly
 from epx.errors import InputError
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
@@ -261,3 +261,4 @@ class SummaryCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         csv_path, png_path = summarize(config.hydra.sweep.dir)
         log.info("grid summary: %s, %s", csv_path, png_path)
+        log_summary_if_jobs_did(config.hydra.sweep.dir, png_path)  # one W&B run for the whole grid

@@ -271,6 +271,21 @@ def log_summary_run(sweep_dir: str | os.PathLike, rows: list[dict[str, Any]], pn
     return info
 
 
+def log_summary_if_jobs_did(sweep_dir: str | os.PathLike, png_path: str | os.PathLike) -> dict[str, Any] | None:
+    """End of a multirun: the W&B summary run, when the sweep's jobs logged to W&B and logging
+    is not disabled; a failure is a warning (the summary files are written already)."""
+    if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+        return None
+    rows = collect_rows(sweep_dir)
+    if not jobs_logged_to_wandb(job_records(Path(sweep_dir), rows)):
+        return None
+    try:
+        return log_summary_run(sweep_dir, rows, png_path)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("W&B summary run of %s not logged: %s: %s", sweep_dir, type(exc).__name__, exc)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``epx summarize SWEEP_DIR [--wandb|--no-wandb]``: rebuild summary.csv and summary.png,
     print their paths, and log them as one W&B run when logging is on (module doc)."""

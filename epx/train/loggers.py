@@ -113,13 +113,13 @@ def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="
         )
 
     if mode != "online":
-        return make(mode)
+        return _with_summaries(make(mode))
     problem = wandb_reachable()
     if problem is None:
         logger = make("online")
         try:
             logger.experiment  # start the run now: a network failure here is recoverable
-            return logger
+            return _with_summaries(logger)
         except Exception as err:  # noqa: BLE001 — only W&B's communication errors fall back
             if not _is_comm_error(err):
                 raise
@@ -128,6 +128,15 @@ def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="
     run = logger.experiment
     run_dir = Path(run.dir).parent if getattr(run, "dir", None) else Path(save_dir) / "wandb"
     log.warning("%s; logging this run offline in %s; upload it later with `wandb sync %s`", problem, run_dir, run_dir)
+    return _with_summaries(logger)
+
+
+def _with_summaries(logger):
+    """The run summary keeps the best (lowest) validation loss, not the last: what a W&B sweep
+    (``sweeps/chromoformer_bayes.yaml``) optimises and what early stopping kept."""
+    run = logger.experiment
+    if hasattr(run, "define_metric"):
+        run.define_metric("val/loss", summary="min")
     return logger
 
 
@@ -160,7 +169,7 @@ def _wandb_run(logger):
 
 
 def run_info(logger) -> dict | None:
-    """The W&B run's id, dir (what ``wandb sync`` takes), mode and url; None without W&B."""
+    """The W&B run's id, dir (what ``wandb sync`` takes), mode, url and group; None without W&B."""
     run = _wandb_run(logger)
     if run is None or not hasattr(run, "id"):
         return None
@@ -171,6 +180,7 @@ def run_info(logger) -> dict | None:
         "dir": str(Path(run.dir).parent) if getattr(run, "dir", None) else None,
         "mode": getattr(settings, "mode", None),
         "url": getattr(run, "url", None),
+        "group": getattr(run, "group", None),
     }
 
 
