@@ -104,6 +104,18 @@ def test_a_job_without_checkpoint_or_unfinished_is_refused(jobs, tmp_path):
         ExplainJob.load(tmp_path / "not_a_job")
 
 
+def test_a_cross_cell_job_is_explained_on_its_training_cell_unless_asked(jobs, tmp_path):
+    copy = tmp_path / "cross"
+    shutil.copytree(jobs["linear"], copy)
+    record = JobRecord.read(copy)
+    record.test_cell, record.overrides = "E114", [*record.overrides, "test_cell=E114"]
+    record.write(copy)
+    job = ExplainJob.load(copy)
+    assert job.dm.test_cell is None and job.dm.cell == "E003" and len(job.rows("test")) == record.n_genes["test"]
+    other = ExplainJob.load(copy, overrides=["cell=E114"])
+    assert other.dm.cell == "E114" and not np.array_equal(other.expressed(other.rows("all")), job.expressed(job.rows("all")))
+
+
 # -- attribution -----------------------------------------------------------------------------
 
 
