@@ -401,7 +401,11 @@ class GraphRegAdapter(Adapter):
 
     input_names = ("x",)
     regions = ("promoter", "flanks", "neighbours")
-    default_batch = 4
+    BINS_PER_FORWARD = 240_000  # 4 windows of 6 Mb at 100 bp per forward pass; more when windows are smaller
+
+    @property
+    def default_batch(self) -> int:
+        return max(1, self.BINS_PER_FORWARD // (self.dm.inputs.window_bp // self.dm.inputs.bin_bp))
 
     @property
     def sees(self) -> str:

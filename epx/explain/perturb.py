@@ -113,6 +113,8 @@ def perturb(job, rows, *, mark: str, region: str, factors=np.linspace(1, 0, 11),
                     inputs[n] = x
                 extra = {k: t.index_select(0, g) for k, t in batch.extra.items()}
                 pred[v : v + per_forward] = adapter.forward_genes(inputs, extra).double().cpu().numpy()
+        if not len(gi):  # no gene of this batch has the region (e.g. no graph neighbour)
+            continue
         gene_at = lo + gi
         starts = np.where(ri.end > ri.start, ri.start, np.iinfo(np.int64).max).min(axis=2)
         ends = np.where(ri.end > ri.start, ri.end, np.iinfo(np.int64).min).max(axis=2)
