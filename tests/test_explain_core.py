@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from conftest import write_folder
+from epx.cli import compose
 from epx.errors import InputError
 from epx.explain import (
     METHODS, ExplainJob, attribute, attribution_bigwigs, gene_tracks, graph_attention, mark_tracks, pcre_table, perturb, profile,
@@ -112,6 +113,8 @@ def test_a_cross_cell_job_is_explained_on_its_training_cell_unless_asked(jobs, t
     record.write(copy)
     job = ExplainJob.load(copy)
     assert job.dm.test_cell is None and job.dm.cell == "E003" and len(job.rows("test")) == record.n_genes["test"]
+    own = ExplainJob.load(copy, cfg=compose(record.overrides))  # a job explaining itself with its own config
+    assert own.dm.test_cell is None and own.dm.cell == "E003"
     other = ExplainJob.load(copy, overrides=["cell=E114"])
     assert other.dm.cell == "E114" and not np.array_equal(other.expressed(other.rows("all")), job.expressed(job.rows("all")))
 

@@ -153,6 +153,11 @@ class Adapter:
     sees = ""  # what the model sees, for error messages
 
     def __init__(self, net: nn.Module, dm, objective, model: str, device: torch.device):
+        if getattr(dm, "test_cell", None):
+            raise InputError(
+                f"explaining a cross-cell DataModule (test_cell={dm.test_cell}) is not supported: its test genes index "
+                "another cell's table; explain the training cell (test_cell=null) or the other cell (cell=...)"
+            )
         self.net, self.dm, self.objective, self.model, self.device = net, dm, objective, model, device
         self.base_bp = int(dm.bin_bp)
         self._split_of = np.full(len(dm.genes), -1, np.int64)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from epx.errors import InputError
@@ -59,6 +59,10 @@ class ExplainJob:
             test_cell = None
         if test_cell and not any(o.startswith("test_cell=") for o in overrides):
             overrides.append("test_cell=null")
+            if cfg is not None and cfg.get("test_cell"):  # the job's own config: explain its training cell too
+                cfg = cfg.copy()
+                with open_dict(cfg):
+                    cfg.test_cell = None
         src = open_job(job_dir, overrides, cfg=cfg)  # cfg: the job's own, when it explains itself
         dm = src.dm
         dm.prepare_data()
