@@ -8,7 +8,11 @@ assembly (``ChromoformerDataset.__getitems__``) and with the window-API definiti
 and on CUDA with bf16 autocast when a GPU is present. Prints genes/s of the data side against
 genes/s of a step, and assembly as a % of a step (target < 10%).
 
-    python benchmarks/bench_chromoformer.py [--steps 5] [--batches 30] [--threads N]
+``--workers 0,2`` also times a shuffled epoch-like pass through ``DataLoader(num_workers=W)``
+as the DataModule builds it (forked workers share the in-memory tracks copy-on-write; each
+holds only the dataset's integer layout).
+
+    python benchmarks/bench_chromoformer.py [--steps 5] [--batches 30] [--threads N] [--workers 0,2]
 """
 
 from __future__ import annotations
@@ -99,11 +103,24 @@ def time_assembly(ds, batches: list[np.ndarray]) -> tuple[float, float]:
     return statistics.median(fast), statistics.median(ref)
 
 
+def loader_genes_per_s(ds, workers: int, n_batches: int) -> float:
+    from torch.utils.data import DataLoader, Subset
+
+    sub = Subset(ds, np.arange(64 * n_batches))
+    sub.__getitems__ = lambda idx: ds.__getitems__([sub.indices[i] for i in idx])  # keep the batch fetch
+    loader = DataLoader(sub, batch_size=64, shuffle=True, num_workers=workers, collate_fn=ds.collate_fn,
+                        persistent_workers=False, generator=torch.Generator().manual_seed(0))
+    t0 = time.perf_counter()
+    n = sum(len(batch["y"]) for batch in loader)
+    return n / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batches", type=int, default=30, help="batches of 64 timed per assembly")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for the training step (0 = default)")
+    parser.add_argument("--workers", default="", help="comma-separated DataLoader worker counts to time (e.g. 0,2)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +144,10 @@ def main() -> None:
           f"window API (before) {ref * 1000:.1f} ms ({64 / ref:.0f} genes/s), {ref / fast:.1f}x; target <= 20 ms")
     print(f"[chromoformer] data side = {100 * fast / cpu:.2f}% of a CPU step (before: {100 * ref / cpu:.1f}%); "
           f"one core assembles {cpu / fast:.0f}x the genes/s a CPU step trains")
+    for workers in [int(w) for w in args.workers.split(",") if w]:
+        rate = loader_genes_per_s(ds, workers, len(ds) // 64)
+        print(f"[chromoformer] DataLoader, {workers} worker(s), batch 64, shuffled, one pass of {len(ds) // 64} batches "
+              f"(worker start included): {rate:.0f} genes/s ({rate * cpu / 64:.0f}x a CPU step's genes/s)")
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         gnet = Chromoformer(n_marks=len(MARKS)).to(dev).train()
