@@ -74,7 +74,7 @@ def prepare(argv: list[str]) -> int:
         for cell in cells:
             available = [m for m in marks if spec.signal_path(cell, m).exists()]
             spec.check([cell], available or marks)
-            path = CellCache(spec, cell, cfg.paths.cache_dir).ensure(available)
+            path = CellCache(spec, cell, cfg.paths.cache_dir, dtype=cfg.data.get("cache_dtype", "float32")).ensure(available)
             print(f"{cell}: {', '.join(available)} -> {path}")
     except InputError as err:
         print(f"epx: error: {err}", file=sys.stderr)

@@ -240,3 +240,17 @@ def test_concurrent_jobs_build_each_precision_once(tiny_folder, tmp_path):
     assert built == ["bfloat16", "float16", "float32"]
     for dtype in ["float16", "bfloat16", "float32"]:
         assert set(_cache(tiny_folder, tmp_path / "cache", dtype).valid_marks()) == {"H3K4me3", "H3K27ac"}
+
+
+def test_a_job_reads_its_signals_from_a_half_precision_cache_when_asked(tmp_path, small_synthetic):
+    from epx.run import train
+    from test_train import job_cfg, read_metrics
+
+    train(job_cfg(tmp_path, small_synthetic, "trainer=debug", "data.cache_dtype=float16"))
+    assert read_metrics(tmp_path).status == "ok"
+    cached = list((tmp_path.parent / "shared_cache").glob("*/E003.h5"))
+    dtypes = set()
+    for path in cached:
+        with h5py.File(path, "r") as f:
+            dtypes.add(f.attrs.get("dtype"))
+    assert "float16" in dtypes

@@ -65,6 +65,7 @@ class EpxDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         bin_bp: int = 100,
+        cache_dtype: str = "float32",
         test_cell: str | None = None,
         max_dropped_fraction: float = 0.05,
         exclude_chroms: Sequence[str] = DEFAULT_EXCLUDE,
@@ -76,6 +77,7 @@ class EpxDataModule(L.LightningDataModule):
         self.test_cell = str(test_cell) if test_cell and str(test_cell) != self.cell else None
         self.caches: dict[str, CellCache] = {}
         self.cache_dir, self.bin_bp = Path(cache_dir), bin_bp
+        self.cache_dtype = cache_dtype
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -95,7 +97,7 @@ class EpxDataModule(L.LightningDataModule):
 
     def _cache(self, cell: str) -> CellCache:
         if cell not in self.caches:
-            self.caches[cell] = CellCache(self.spec, cell, self.cache_dir, bin_bp=self.bin_bp)
+            self.caches[cell] = CellCache(self.spec, cell, self.cache_dir, bin_bp=self.bin_bp, dtype=self.cache_dtype)
         return self.caches[cell]
 
     @property
