@@ -99,3 +99,17 @@ def test_a_sweep_is_explained_job_by_job_and_averaged_over_folds(cnn_job, tmp_pa
     mean = pd.read_csv(written["perturb"][0], sep="\t")
     assert set(mean["n_folds"]) == {2} and set(mean["model"]) == {"promoter_cnn"}
     assert (sweep / "1" / "explain" / "perturb" / "perturb.tsv").exists()
+
+
+def test_results_go_to_the_jobs_own_wandb_run(tmp_path, small_synthetic, monkeypatch):
+    from wandb_records import read_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    job = launched(tmp_path, small_synthetic, *FAST, "logger=wandb", "logger.mode=offline")
+    run_id = JobRecord.read(job).wandb["id"]
+    assert cli(["explain", str(job), "perturb", "perturb.max_genes=5"]) == 0
+    files = sorted(job.rglob(f"run-{run_id}.wandb"))
+    logged = {key for f in files for key in read_run(f)["summary"]}
+    # the table and the figure, in the run the job trained in
+    assert any(k.startswith("explain/perturb/perturb_curves/") for k in logged), sorted(logged)
+    assert any(k.startswith("explain/perturb/perturb/") for k in logged)
