@@ -102,8 +102,11 @@ def test_a_sweep_is_explained_job_by_job_and_averaged_over_folds(cnn_job, tmp_pa
 
 
 def test_results_go_to_the_jobs_own_wandb_run(tmp_path, small_synthetic, monkeypatch):
+    import wandb
     from wandb_records import read_run
 
+    if wandb.run is not None:  # a run another test left open would be reused by the job's logger
+        wandb.finish()
     monkeypatch.setenv("WANDB_MODE", "offline")
     job = launched(tmp_path, small_synthetic, *FAST, "logger=wandb", "logger.mode=offline")
     run_id = JobRecord.read(job).wandb["id"]
