@@ -122,7 +122,9 @@ def _check_attribution(job, options) -> None:
     method = options.get("method", "ig")
     if method not in METHODS:
         raise InputError(f"analysis.attribution.method={method!r}; choose one of {', '.join(METHODS)}")
-    if options.get("bigwig") and type(job.adapter).__name__ != "GraphRegAdapter":
+    from epx.explain.adapters import GraphRegAdapter
+
+    if options.get("bigwig") and not isinstance(job.adapter, GraphRegAdapter):
         raise InputError(f"analysis.attribution.bigwig=true applies to GraphReg / Epi-CNN windows, not to model {job.model!r}")
 
 
@@ -153,18 +155,24 @@ def _run_attribution(job, out: Path, options: Mapping) -> list[Path]:
     return paths
 
 
+def _attention_of(job):
+    """(file name, table function) of the job's attention, by adapter class; None when it has none."""
+    from epx.explain.adapters import ChromoformerAdapter, GraphRegAdapter
+    from epx.explain.attention import graph_attention, pcre_table
+
+    kinds = {ChromoformerAdapter: ("pcre_attention.tsv", pcre_table), GraphRegAdapter: ("graph_attention.tsv", graph_attention)}
+    return next((kind for cls, kind in kinds.items() if isinstance(job.adapter, cls)), None)
+
+
 def _check_attention(job, options) -> None:
-    if type(job.adapter).__name__ not in ("ChromoformerAdapter", "GraphRegAdapter"):
+    if _attention_of(job) is None:
         raise InputError(f"analysis attention applies to Chromoformer (pCRE attention) and GraphReg (GAT edges), not to model {job.model!r}")
 
 
 def _run_attention(job, out: Path, options: Mapping) -> list[Path]:
-    from epx.explain.attention import graph_attention, pcre_table
-
+    name, table = _attention_of(job)
     rows = _limit(_rows(job, options.get("split", "test")), options.get("max_genes"))
-    if type(job.adapter).__name__ == "ChromoformerAdapter":
-        return [write_csv(out / "pcre_attention.tsv", pcre_table(job, rows), sep="\t")]
-    return [write_csv(out / "graph_attention.tsv", graph_attention(job, rows), sep="\t")]
+    return [write_csv(out / name, table(job, rows), sep="\t")]
 
 
 def _perturb_plan(job, options) -> list[tuple[str, str]]:
@@ -309,6 +317,20 @@ def _log_to_wandb(job, written: Mapping[str, list[Path]], enabled: bool | None) 
         log.warning("explain results of %s not logged to W&B: %s: %s", job.dir, type(err).__name__, err)
 
 
+@dataclass
+class _Untrained:
+    """What the checks read of a job before it has weights (``check_analyses``)."""
+
+    dm: Any
+    model: str
+    adapter: Any
+
+    def mark_index(self, mark: str) -> int:
+        if mark not in self.dm.marks:
+            raise InputError(f"mark {mark!r} is not one this job trains on ({', '.join(self.dm.marks)})")
+        return list(self.dm.marks).index(mark)
+
+
 def check_analyses(dm, model: str, analyses: Mapping[str, Mapping]) -> None:
     """Before training: refuse analyses that cannot apply to this model's inputs."""
     from epx.explain.adapters import adapter_for
@@ -316,18 +338,7 @@ def check_analyses(dm, model: str, analyses: Mapping[str, Mapping]) -> None:
     analyses = {str(k): dict(v or {}) for k, v in analyses.items()}
     _check_names(analyses)
 
-    @dataclass
-    class _Shape:  # what the checks read of a job, before there are weights
-        dm: Any
-        model: str
-        adapter: Any
-
-        def mark_index(self, mark: str) -> int:
-            if mark not in self.dm.marks:
-                raise InputError(f"mark {mark!r} is not one this job trains on ({', '.join(self.dm.marks)})")
-            return list(self.dm.marks).index(mark)
-
-    shape = _Shape(dm, model, adapter_for(None, dm, None, model))
+    shape = _Untrained(dm, model, adapter_for(None, dm, None, model))
     for name, options in analyses.items():
         if name == "validation":
             continue  # needs a trained job's data; its file is checked when it runs
@@ -339,13 +350,11 @@ def _finished_jobs(sweep_dir: Path) -> list[Path]:
 
     jobs = []
     for record_path in sorted(sweep_dir.rglob("metrics.json")):
-        if "explain" in record_path.parts or "predict" in record_path.relative_to(sweep_dir).parts[:-2]:
-            continue
         try:
             record = JobRecord.read(record_path)
         except RecordError:
             continue
-        if record.ok and record.kind == "train":
+        if record.ok and record.kind == "train":  # not the prediction jobs of epx predict
             jobs.append(record_path.parent)
     return jobs
 

@@ -274,12 +274,10 @@ def account_genes(
 
     length = tss["chrom"].map(chrom_sizes).to_numpy(np.int64)
     position = tss["tss"].to_numpy(np.int64)
-    drop(position >= length, "tss_off_chrom")
-    length = tss["chrom"].map(chrom_sizes).to_numpy(np.int64)
-    position = tss["tss"].to_numpy(np.int64)
-    if flank_bp > 0:
-        near = (position < flank_bp) | (length - position <= flank_bp)
-        drop(near, "near_chrom_end", f"within {flank_bp:,} bp of a chromosome end")
+    off = position >= length
+    near = ~off & ((position < flank_bp) | (length - position <= flank_bp)) if flank_bp > 0 else np.zeros_like(off)
+    drop(off, "tss_off_chrom")
+    drop(near[~off], "near_chrom_end", f"within {flank_bp:,} bp of a chromosome end")
 
     drop(~tss["gene_id"].isin(rpkm.index).to_numpy(), "no_expression")
     drop(~np.isfinite(rpkm.reindex(tss["gene_id"]).to_numpy()), "non_finite_target")
