@@ -108,9 +108,14 @@ def test_results_go_to_the_jobs_own_wandb_run(tmp_path, small_synthetic, monkeyp
     if wandb.run is not None:  # a run another test left open would be reused by the job's logger
         wandb.finish()
     monkeypatch.setenv("WANDB_MODE", "offline")
-    job = launched(tmp_path, small_synthetic, *FAST, "logger=wandb", "logger.mode=offline")
-    run_id = JobRecord.read(job).wandb["id"]
-    assert cli(["explain", str(job), "perturb", "perturb.max_genes=5"]) == 0
+    try:
+        job = launched(tmp_path, small_synthetic, *FAST, "logger=wandb", "logger.mode=offline")
+        run_id = JobRecord.read(job).wandb["id"]
+        assert cli(["explain", str(job), "perturb", "perturb.max_genes=5"]) == 0
+    finally:
+        # this process's W&B service would otherwise be inherited by later tests' subprocesses
+        # (WANDB_SERVICE), and a job they kill would keep its run id "in use" there
+        wandb.teardown()
     files = sorted(job.rglob(f"run-{run_id}.wandb"))
     logged = {key for f in files for key in read_run(f)["summary"]}
     # the table and the figure, in the run the job trained in
