@@ -4,7 +4,12 @@ Contract:
 - ``build_genome(rng, chrom_sizes, genes_per_chrom, cells, distal_fraction) -> Genome`` lays
   out genes (TSS, strand, body), heterochromatin domains, enhancers (one driver per
   distal-driven gene, decoys around every gene), per-cell expression (RPKM, genes x cells),
-  per-cell enhancer activity and promoter-enhancer links. No file I/O.
+  per-cell enhancer activity and promoter-enhancer links. No file I/O. ``genes_per_chrom`` is
+  one count for every chromosome or a ``{chrom: count}`` mapping (a real genome's sizes,
+  genes in proportion to length); the random draws per chromosome are the same either way.
+- ``Genome.narrow(cells) -> Genome`` keeps only those cells' columns (expression, enhancer
+  activity, links) and their random streams, so a cell rendered from a narrowed genome is
+  byte-identical to the same cell rendered from the whole one.
 - ``element_pairs(genome) -> DataFrame`` is the synthetic data's own enhancer–gene screen in
   the CRISPRi-FlowFISH layout (``docs/explain.md``): per cell, every distal-driven gene
   expressed there (a screen reads out expressed genes only) with its driver enhancer
@@ -14,7 +19,9 @@ Contract:
 - ``render_cell_chrom(genome, cell_index, chrom, marks, seed) -> {mark: (starts, ends, values)}``
   turns one cell's state on one chromosome into sorted, non-overlapping, non-zero bedGraph
   intervals per mark (per-bp signal, read-depth-like scale). Each (cell, chrom, mark) has its
-  own random stream, so a track does not depend on which other marks are rendered.
+  own random stream, so a track does not depend on which other marks are rendered. Vectorised
+  over features and bins (no per-gene or per-bin Python loop): its cost and memory grow with
+  the chromosome's length and gene count, one chromosome at a time.
 
 The biology (DESIGN §2.4): H3K4me3/H3K9ac/H3K27ac peaks at active promoters rising with
 log expression; H3K4me1 shoulders around active promoters and at enhancers; H3K27ac +
@@ -94,6 +101,28 @@ class Genome:
     links: pd.DataFrame  # gene enhancer start2 end2 (partner anchor); row-aligned with link_*
     link_cells: np.ndarray  # (n_links, n_cells) bool: link present in that cell
     link_scores: np.ndarray  # (n_links, n_cells) per-cell interaction frequency (> 1.5)
+    # Random stream of each cell when rendering; None: its position in ``cells``. Set by
+    # ``narrow``, so that a cell keeps the stream it had in the genome it was built with.
+    streams: tuple[int, ...] | None = None
+
+    def narrow(self, cells: Sequence[str]) -> "Genome":
+        """The same genome with only ``cells`` (in that order)."""
+        missing = [c for c in cells if c not in self.cells]
+        if missing:
+            raise InputError(f"cell(s) {missing} are not in this synthetic genome (it has {list(self.cells)})")
+        idx = [self.cells.index(c) for c in cells]
+        return replace(
+            self,
+            cells=tuple(cells),
+            rpkm=self.rpkm[:, idx],
+            enhancer_level=self.enhancer_level[:, idx],
+            link_cells=self.link_cells[:, idx],
+            link_scores=self.link_scores[:, idx],
+            streams=tuple(self.stream(i) for i in idx),
+        )
+
+    def stream(self, cell_index: int) -> int:
+        return cell_index if self.streams is None else self.streams[cell_index]
 
 
 # ----------------------------------------------------------------------------- layout
@@ -202,15 +231,16 @@ def _place_enhancers(
 def build_genome(
     rng: np.random.Generator,
     chrom_sizes: Mapping[str, int],
-    genes_per_chrom: int,
+    genes_per_chrom: int | Mapping[str, int],
     cells: Sequence[str],
     distal_fraction: float,
 ) -> Genome:
     cells = tuple(cells)
     n_cells = len(cells)
+    n_genes = genes_per_chrom if isinstance(genes_per_chrom, Mapping) else dict.fromkeys(chrom_sizes, genes_per_chrom)
     gene_rows, het_rows, centers_all = [], [], []
     for chrom, length in chrom_sizes.items():
-        tss, domains = _layout_chromosome(rng, length, genes_per_chrom)
+        tss, domains = _layout_chromosome(rng, length, int(n_genes[chrom]))
         strand = rng.choice(np.array(["+", "-"]), size=len(tss))
         body = np.exp(rng.uniform(*np.log(GENE_BODY), size=len(tss))).astype(np.int64)
         gene_end = np.clip(tss + np.where(strand == "+", body, -body), 0, length - 1)
@@ -570,7 +600,7 @@ def render_cell_chrom(
     out = {}
     for mark in marks:
         res = RESOLUTION[mark]
-        rng = np.random.default_rng([seed, 1, cell_index, chrom_index, MARKS.index(mark)])
+        rng = np.random.default_rng([seed, 1, genome.stream(cell_index), chrom_index, MARKS.index(mark)])
         dense = _paint(FEATURE_BUILDERS[mark](replace(state, rng=rng)), length, res)
         idx = np.flatnonzero(dense)
         values = dense[idx] * np.exp(rng.normal(0, BIN_NOISE_SIGMA, len(idx)))

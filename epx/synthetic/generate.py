@@ -2,18 +2,30 @@
 
 Contract:
 - ``generate(out_dir, *, seed, n_chroms, chrom_length, genes_per_chrom, cells, marks,
-  distal_fraction) -> Path`` writes a complete contract folder (``signals/{cell}-{mark}.bigwig``,
-  ``tss.bed``, ``expression.tsv``, ``interactions/{cell}.bedpe``, ``chrom.sizes``) plus
-  ``truth.tsv`` (the hidden generative facts: program, distal driver, ...), ``elements.tsv``
-  (its own enhancer–gene screen in the CRISPRi-FlowFISH layout, ``docs/explain.md``:
-  ``epx.synthetic.biology.element_pairs``) and ``synthetic.json`` (format version +
-  parameters). Deterministic for a seed. Each contract
+  distal_fraction, genome, n_genes, scale, progress) -> Path`` writes a complete contract
+  folder (``signals/{cell}-{mark}.bigwig``, ``tss.bed``, ``expression.tsv``,
+  ``interactions/{cell}.bedpe``, ``chrom.sizes``) plus ``truth.tsv`` (the hidden generative
+  facts: program, distal driver, ...), ``elements.tsv`` (its own enhancer–gene screen in the
+  CRISPRi-FlowFISH layout, ``docs/explain.md``: ``epx.synthetic.biology.element_pairs``) and
+  ``synthetic.json`` (format version + parameters). Deterministic for a seed. Each contract
   file is written by its format's writer in ``epx.io`` (the same code the converters and
   readers use). Atomic as a whole folder: it is built in a hidden sibling folder, which is
   then swapped into place (``_move_into_place``), so ``out_dir`` is either the old folder or
   the complete new one, never half-written — a folder operation, which ``epx.io.atomic``
   (one file at a time) does not cover. It replaces only an absent or empty folder or an
-  earlier synthetic one; anything else is refused.
+  earlier synthetic one; anything else is refused. ``progress(report)``, if given, is called
+  after each cell with its time and bytes (also logged at INFO).
+- Layouts. By default ``n_chroms`` chromosomes (chr1…) of ``chrom_length`` with
+  ``genes_per_chrom`` genes each (the built-in dataset; its parameters, format version and
+  bytes are untouched by the presets below). With ``genome=hg19`` (``GENOMES``) the
+  chromosomes are that genome's real chr1-22/X (``epx/resources/hg19.chrom.sizes``, from
+  UCSC) and ``n_genes`` (19,000) genes are shared out by length (``genome_layout``): a
+  full-size benchmark input with the same biology, about 15 s and 230 MB per cell on one
+  core (``benchmarks/bench_synth.py``). Its genome is built for all Roadmap cells (plus any
+  non-Roadmap id asked for, which then changes it) and narrowed to ``cells``, so a cell's
+  tracks, BEDPE and expression column are the same bytes whichever other cells are
+  generated with it. ``scale`` (< 1, hidden on the command line) shrinks the preset's
+  chromosomes (never below ``MIN_CHROM_LENGTH``) and gene count, for tests.
 - ``ensure_synthetic(root, **params) -> Path`` generates on first use, reuses a folder whose
   ``synthetic.json`` matches ``params``, regenerates otherwise; concurrent callers are
   serialised by a file lock on ``{root}.lock``, so it is built once. A matching folder written
@@ -24,7 +36,8 @@ Contract:
   rendered, well under a second), checked against the folder's ``tss.bed``, ``expression.tsv``
   and ``truth.tsv`` byte for byte, and the table written — the same bytes ``generate`` writes.
   A folder this generator version would not have written is refused (regenerate it).
-- ``main(argv)`` is ``epx synth OUT [--seed S] [--small] ...``.
+- ``main(argv)`` is ``epx synth OUT [--seed S] [--small | --genome hg19 [--n-genes N]] [--cells ...] ...``;
+  bad parameters end with one line and exit code 2.
 
 The biology lives in ``epx.synthetic.biology``; this module owns parameters and files.
 """
@@ -37,10 +50,12 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +68,7 @@ from epx.errors import InputError
 from epx.io.atomic import write_csv, write_text
 from epx.io.bedpe import write_interactions
 from epx.io.bigwig import open_bigwig
-from epx.io.chrom_sizes import write_chrom_sizes
+from epx.io.chrom_sizes import read_chrom_sizes, write_chrom_sizes
 from epx.io.expression import write_expression
 from epx.io.tss import write_tss
 from epx.synthetic.biology import Genome, build_genome, element_pairs, render_cell_chrom
@@ -77,6 +92,11 @@ DEFAULTS: dict[str, Any] = {
 # and every default fold group keeps >= 100 genes (6 chromosomes x 24 genes).
 SMALL: dict[str, Any] = {"chrom_length": 7_000_000, "genes_per_chrom": 24}
 MIN_CHROM_LENGTH = 500_000
+LAYOUT_KEYS = ("n_chroms", "chrom_length", "genes_per_chrom")
+# Genome presets: real chromosome sizes (epx/resources/{genome}.chrom.sizes) in place of
+# LAYOUT_KEYS. 19,000 genes: about as many as Roadmap's protein-coding RPKM table holds.
+GENOMES: tuple[str, ...] = ("hg19",)
+GENOME_DEFAULTS: dict[str, Any] = {"genome": None, "n_genes": 19_000, "scale": 1.0}
 ELEMENTS_FILE = "elements.tsv"
 
 
@@ -84,25 +104,43 @@ ELEMENTS_FILE = "elements.tsv"
 
 
 def resolve_params(**params: Any) -> dict[str, Any]:
-    """Fill defaults, validate, and normalise to JSON-comparable values (lists, not tuples)."""
-    unknown = sorted(set(params) - set(DEFAULTS))
+    """Fill defaults, validate, and normalise to JSON-comparable values (lists, not tuples).
+
+    A None value counts as not given. Without ``genome`` the result has exactly the keys of
+    ``DEFAULTS`` (so folders written before genome presets existed still match); with one it
+    has ``genome``, ``n_genes`` and ``scale`` instead of the ``LAYOUT_KEYS``, which it refuses
+    alongside."""
+    params = {k: v for k, v in params.items() if v is not None}
+    unknown = sorted(set(params) - set(DEFAULTS) - set(GENOME_DEFAULTS))
     if unknown:
-        raise InputError(f"unknown synthetic dataset parameter(s) {unknown}; valid: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
-    out = {
-        "seed": int(p["seed"]),
-        "n_chroms": int(p["n_chroms"]),
-        "chrom_length": int(p["chrom_length"]),
-        "genes_per_chrom": int(p["genes_per_chrom"]),
-        "cells": [str(c) for c in _as_list(p["cells"])],
-        "marks": [str(m) for m in _as_list(p["marks"])],
-        "distal_fraction": float(p["distal_fraction"]),
-    }
-    checks = [
-        (out["seed"] >= 0, f"seed must be >= 0, got {out['seed']}"),
-        (1 <= out["n_chroms"] <= len(CHROM_NAMES), f"n_chroms must be 1..{len(CHROM_NAMES)} (chr1..chr22, chrX), got {out['n_chroms']}"),
-        (out["chrom_length"] >= MIN_CHROM_LENGTH, f"chrom_length must be >= {MIN_CHROM_LENGTH:,} bp, got {out['chrom_length']:,}"),
-        (out["genes_per_chrom"] >= 1, f"genes_per_chrom must be >= 1, got {out['genes_per_chrom']}"),
+        raise InputError(f"unknown synthetic dataset parameter(s) {unknown}; valid: {sorted({*DEFAULTS, *GENOME_DEFAULTS})}")
+    p = {**DEFAULTS, **GENOME_DEFAULTS, **params}
+    out: dict[str, Any] = {"seed": int(p["seed"])}
+    checks = [(out["seed"] >= 0, f"seed must be >= 0, got {out['seed']}")]
+    if "genome" in params:
+        conflict = [k for k in LAYOUT_KEYS if k in params]
+        out.update(genome=str(p["genome"]), n_genes=int(p["n_genes"]), scale=float(p["scale"]))
+        checks += [
+            (out["genome"] in GENOMES, f"genome must be one of {list(GENOMES)}, got {out['genome']!r}"),
+            (not conflict, f"genome={out['genome']} takes its chromosomes from {out['genome']}.chrom.sizes and n_genes; drop {conflict}"),
+            (out["n_genes"] >= 1, f"n_genes must be >= 1, got {out['n_genes']}"),
+            (0 < out["scale"] <= 1, f"scale must be in (0, 1], got {out['scale']}"),
+        ]
+    else:
+        stray = [k for k in GENOME_DEFAULTS if k in params]
+        out.update(n_chroms=int(p["n_chroms"]), chrom_length=int(p["chrom_length"]), genes_per_chrom=int(p["genes_per_chrom"]))
+        checks += [
+            (not stray, f"{' and '.join(stray)} need a genome preset (genome={GENOMES[0]})"),
+            (1 <= out["n_chroms"] <= len(CHROM_NAMES), f"n_chroms must be 1..{len(CHROM_NAMES)} (chr1..chr22, chrX), got {out['n_chroms']}"),
+            (out["chrom_length"] >= MIN_CHROM_LENGTH, f"chrom_length must be >= {MIN_CHROM_LENGTH:,} bp, got {out['chrom_length']:,}"),
+            (out["genes_per_chrom"] >= 1, f"genes_per_chrom must be >= 1, got {out['genes_per_chrom']}"),
+        ]
+    out.update(
+        cells=[str(c) for c in _as_list(p["cells"])],
+        marks=[str(m) for m in _as_list(p["marks"])],
+        distal_fraction=float(p["distal_fraction"]),
+    )
+    checks += [
         (0.0 <= out["distal_fraction"] <= 1.0, f"distal_fraction must be in [0, 1], got {out['distal_fraction']}"),
         (len(out["cells"]) > 0, "cells is empty; give at least one cell id, e.g. cells=[E003]"),
         (len(set(out["cells"])) == len(out["cells"]), f"cells has duplicates: {out['cells']}"),
@@ -116,6 +154,31 @@ def resolve_params(**params: Any) -> dict[str, Any]:
         if not ok:
             raise InputError(f"synthetic dataset: {message}")
     return out
+
+
+# ----------------------------------------------------------------------------- genome presets
+
+
+def genome_chrom_sizes(genome: str) -> dict[str, int]:
+    """The preset's real chromosome sizes (``epx/resources/{genome}.chrom.sizes``), file order."""
+    if genome not in GENOMES:
+        raise InputError(f"synthetic dataset: genome must be one of {list(GENOMES)}, got {genome!r}")
+    with resources.as_file(resources.files("epx").joinpath(f"resources/{genome}.chrom.sizes")) as path:
+        return read_chrom_sizes(path)
+
+
+def genome_layout(genome: str, n_genes: int = GENOME_DEFAULTS["n_genes"], scale: float = GENOME_DEFAULTS["scale"]) -> tuple[dict[str, int], dict[str, int]]:
+    """``(chrom_sizes, genes_per_chrom)`` of a preset: ``round(n_genes * scale)`` genes shared
+    out in proportion to the real lengths (largest remainders, so the total is exact; at least
+    one per chromosome), on chromosomes ``scale`` times the real length but never shorter than
+    ``MIN_CHROM_LENGTH``. ``scale`` < 1 is a shrunken copy for tests, not the real genome."""
+    real = genome_chrom_sizes(genome)
+    weights = np.array(list(real.values()), np.float64)
+    share = round(n_genes * scale) * weights / weights.sum()
+    counts = np.floor(share).astype(np.int64)
+    counts[np.argsort(-(share - counts), kind="stable")[: round(n_genes * scale) - int(counts.sum())]] += 1
+    sizes = {c: max(MIN_CHROM_LENGTH, round(length * scale)) for c, length in real.items()}
+    return sizes, {c: max(1, int(k)) for c, k in zip(real, counts)}
 
 
 def _as_list(value: Any) -> list:
@@ -180,14 +243,35 @@ def _write_elements(out: Path, genome: Genome) -> None:
     write_csv(out / ELEMENTS_FILE, element_pairs(genome), sep="\t", float_format="%.4f")
 
 
-def _write_signals(out: Path, genome: Genome, marks: Sequence[str], seed: int) -> None:
-    # All marks of a cell are open at once: each chromosome is rendered once for every mark.
+def _write_signals(
+    out: Path, genome: Genome, marks: Sequence[str], seed: int, progress: Callable[[dict[str, Any]], None] | None = None
+) -> None:
+    # All marks of a cell are open at once: each chromosome is rendered once for every mark,
+    # and only one chromosome's tracks are in memory at a time (hg19: peak RSS ~250 MB).
     for ci, cell in enumerate(genome.cells):
+        started = time.perf_counter()
+        paths = {m: out / "signals" / f"{cell}-{m}.bigwig" for m in marks}
         with contextlib.ExitStack() as stack:
-            writers = {m: stack.enter_context(open_bigwig(out / "signals" / f"{cell}-{m}.bigwig", genome.chrom_sizes)) for m in marks}
+            writers = {m: stack.enter_context(open_bigwig(paths[m], genome.chrom_sizes)) for m in marks}
             for chrom in genome.chrom_sizes:
                 for mark, (starts, ends, values) in render_cell_chrom(genome, ci, chrom, marks, seed).items():
                     writers[mark].add(chrom, starts, ends, values)
+        signal_bytes = {m: paths[m].stat().st_size for m in marks}
+        bedpe = out / "interactions" / f"{cell}.bedpe"
+        report = {
+            "cell": cell,
+            "seconds": time.perf_counter() - started,
+            "signal_bytes": signal_bytes,
+            "interactions_bytes": bedpe.stat().st_size if bedpe.exists() else 0,
+            "entries": sum(w.entries for w in writers.values()),
+        }
+        report["bytes"] = sum(signal_bytes.values()) + report["interactions_bytes"]
+        log.info(
+            "synthetic cell %s (%d/%d): %d marks, %.1f MB on disk (bigWigs + BEDPE), %.1f s",
+            cell, ci + 1, len(genome.cells), len(marks), report["bytes"] / 1e6, report["seconds"],
+        )
+        if progress is not None:
+            progress(report)
 
 
 def _write_manifest(out: Path, genome: Genome, params: dict[str, Any]) -> None:
@@ -210,14 +294,21 @@ def generate(
     out_dir: str | os.PathLike,
     *,
     seed: int = DEFAULTS["seed"],
-    n_chroms: int = DEFAULTS["n_chroms"],
-    chrom_length: int = DEFAULTS["chrom_length"],
-    genes_per_chrom: int = DEFAULTS["genes_per_chrom"],
+    n_chroms: int | None = None,
+    chrom_length: int | None = None,
+    genes_per_chrom: int | None = None,
     cells: Sequence[str] = DEFAULTS["cells"],
     marks: Sequence[str] = DEFAULTS["marks"],
     distal_fraction: float = DEFAULTS["distal_fraction"],
+    genome: str | None = None,
+    n_genes: int | None = None,
+    scale: float | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Write the synthetic dataset folder at ``out_dir`` (atomically) and return its path."""
+    """Write the synthetic dataset folder at ``out_dir`` (atomically) and return its path.
+
+    ``progress`` (not a parameter of the data) is called after each cell's signals with
+    ``{cell, seconds, signal_bytes: {mark: bytes}, interactions_bytes, bytes, entries}``."""
     params = resolve_params(
         seed=seed,
         n_chroms=n_chroms,
@@ -226,6 +317,9 @@ def generate(
         cells=cells,
         marks=marks,
         distal_fraction=distal_fraction,
+        genome=genome,
+        n_genes=n_genes,
+        scale=scale,
     )
     out = Path(out_dir).expanduser().absolute()
     _refuse_foreign_folder(out)
@@ -234,7 +328,7 @@ def generate(
     building.mkdir()
     started = time.perf_counter()
     try:
-        _write_all(building, params)
+        _write_all(building, params, progress)
         _move_into_place(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -243,7 +337,8 @@ def generate(
     return out
 
 
-def _write_all(folder: Path, params: dict[str, Any]) -> None:
+def _write_all(folder: Path, params: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+    started = time.perf_counter()
     genome = _genome(params)
     _write_chrom_sizes(folder, genome)
     _write_tss(folder, genome)
@@ -251,14 +346,27 @@ def _write_all(folder: Path, params: dict[str, Any]) -> None:
     _write_interactions(folder, genome)
     _write_truth(folder, genome)
     _write_elements(folder, genome)
-    _write_signals(folder, genome, params["marks"], params["seed"])
+    log.info(
+        "synthetic genome: %d chromosomes, %.2f Gb, %d genes, %d cells; tables written in %.1f s",
+        len(genome.chrom_sizes), sum(genome.chrom_sizes.values()) / 1e9, len(genome.genes), len(genome.cells),
+        time.perf_counter() - started,
+    )
+    _write_signals(folder, genome, params["marks"], params["seed"], progress)
     _write_manifest(folder, genome, params)  # last: its presence marks a complete folder
 
 
 def _genome(params: dict[str, Any]) -> Genome:
-    chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
     rng = np.random.default_rng([params["seed"], 0])
-    return build_genome(rng, chrom_sizes, params["genes_per_chrom"], params["cells"], params["distal_fraction"])
+    if "genome" not in params:
+        chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
+        return build_genome(rng, chrom_sizes, params["genes_per_chrom"], params["cells"], params["distal_fraction"])
+    # A preset's genome is built for all Roadmap cells whichever are asked for, then narrowed:
+    # E003 of `--cells E003` is byte for byte E003 of the full set, so cells can be made in
+    # separate runs (or machines) and still belong to one dataset.
+    chrom_sizes, genes_per_chrom = genome_layout(params["genome"], params["n_genes"], params["scale"])
+    universe = [*ROADMAP_CELLS, *(c for c in params["cells"] if c not in ROADMAP_CELLS)]
+    full = build_genome(rng, chrom_sizes, genes_per_chrom, universe, params["distal_fraction"])
+    return full.narrow(params["cells"])
 
 
 def write_elements(root: str | os.PathLike) -> Path:
@@ -369,21 +477,28 @@ def _add_elements(root: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``epx synth OUT [--seed S] [--small] [...]``: write a synthetic dataset folder."""
+    """``epx synth OUT [--seed S] [--small | --genome hg19] [...]``: write a synthetic dataset folder."""
     parser = argparse.ArgumentParser(
         prog="epx synth",
         description="Write the built-in synthetic Roadmap-like dataset (bigWigs, tss.bed, expression.tsv, "
-        "interactions/*.bedpe, chrom.sizes, truth.tsv, elements.tsv) to OUT.",
+        "interactions/*.bedpe, chrom.sizes, truth.tsv, elements.tsv) to OUT. With --genome, a full-size one on "
+        "that genome's real chromosomes (a benchmark input: minutes and a few hundred MB per cell).",
     )
     parser.add_argument("out", type=Path, help="output folder (created; an earlier synthetic folder is replaced)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--small", action="store_true", help=f"quick version: {SMALL}")
+    parser.add_argument("--genome", choices=GENOMES, help="full-size: real chromosome sizes (chr1-22, chrX) and --n-genes genes")
+    parser.add_argument("--n-genes", type=int, help=f"with --genome: genes in total, by chromosome length (default {GENOME_DEFAULTS['n_genes']:,})")
+    # Shrinks a preset's chromosomes and gene count (tests, quick looks); not the real genome.
+    parser.add_argument("--scale", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--n-chroms", type=int, help=f"default {DEFAULTS['n_chroms']}")
     parser.add_argument("--chrom-length", type=int, help=f"bp, default {DEFAULTS['chrom_length']}")
     parser.add_argument("--genes-per-chrom", type=int, help=f"default {DEFAULTS['genes_per_chrom']}")
     parser.add_argument("--cells", help="comma-separated cell ids (default: the 11 Roadmap cells)")
     parser.add_argument("--distal-fraction", type=float, help=f"default {DEFAULTS['distal_fraction']}")
     args = parser.parse_args(argv)
+    if args.small and args.genome:
+        parser.error("--small and --genome exclude each other (--small shrinks the default layout)")
     params: dict[str, Any] = dict(SMALL) if args.small else {}
     overrides = {
         "n_chroms": args.n_chroms,
@@ -391,9 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "genes_per_chrom": args.genes_per_chrom,
         "cells": args.cells.split(",") if args.cells else None,
         "distal_fraction": args.distal_fraction,
+        "genome": args.genome,
+        "n_genes": args.n_genes,
+        "scale": args.scale,
     }
     params.update({k: v for k, v in overrides.items() if v is not None})
-    path = generate(args.out, seed=args.seed, **params)
+    try:
+        path = generate(args.out, seed=args.seed, **params)
+    except InputError as err:
+        print(f"epx synth: error: {err}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 
