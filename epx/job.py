@@ -143,7 +143,7 @@ INTERRUPTED = (
 
 # What says where a job runs or how it is logged, not what it computes (see the module doc).
 # ``analysis``: what is done with the trained model afterwards (epx explain), not how it is trained.
-MACHINE_KEYS: tuple[str, ...] = ("hydra", "paths", "dataset.root", "sweep", "rerun", "threads", "logger", "tags", "analysis")
+MACHINE_KEYS: tuple[str, ...] = ("hydra", "paths", "dataset.root", "sweep", "rerun", "threads", "logger", "tags", "analysis", "compute", "data.pin_memory")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 

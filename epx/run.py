@@ -20,10 +20,13 @@ Contract: ``train(cfg) -> JobRecord``; the steps, top to bottom:
 5. logger and trainer from ``conf/logger/`` and ``conf/trainer/``; the record is saved with
    the W&B run id;
    analyses the config asks for (``analysis=[...]``) are checked against the model here;
-6. fit (from the last checkpoint when resuming; under SLURM with Lightning's own auto-requeue
+6. device settings (``cfg.compute``: TF32, ``torch.compile``; ``epx.train.compute``), kept in
+   the record's ``extra["compute"]``; fit (from the last checkpoint when resuming; under SLURM with Lightning's own auto-requeue
    off, ``SLURMEnvironment(auto_requeue=False)``: submitit's requeue owns the signals); test
    with the best checkpoint (or, without checkpointing, the final weights saved as
-   ``checkpoints/final.ckpt``); ``predictions.csv`` for every gene of every split;
+   ``checkpoints/final.ckpt``); ``predictions.csv`` for every gene of every split. After a
+   DDP fit only rank 0 tests and predicts, on one device (``evaluation_trainer``), and only
+   rank 0 writes the job dir;
 7. the analyses (``epx.explain.run``) into ``JOB_DIR/explain/``; their failure is recorded as
    ``explain_error`` and leaves the job ``ok``.
 
@@ -46,10 +49,11 @@ import epx
 from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
 from epx.io.atomic import write_csv, write_json
-from epx.job import Job, RngState, plan
+from epx.job import Job, RngState, global_rank, plan
 from epx.record import JobRecord
 from epx.selection import check_cell, check_fold, mark_label, parse_marks
 from epx.threads import apply_threads
+from epx.train.compute import apply_compute
 from epx.train.loggers import log_record, run_info
 from epx.train.predictions import metrics_of_test, prediction_table
 
@@ -173,6 +177,48 @@ def weights_to_test(trainer: L.Trainer, job: Job) -> str | None:
     return None
 
 
+def check_distributable(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """A model whose config says ``distributable: false`` (the linear baseline: full-batch
+    L-BFGS, whose line search runs a different number of gradient evaluations on each rank,
+    so DDP's gradient all-reduces would wait on each other forever) is refused on several
+    processes, before they are started."""
+    if trainer.world_size > 1 and not cfg.model.get("distributable", True):
+        raise InputError(
+            f"model={cfg.model.name} cannot train on {trainer.world_size} processes (trainer={cfg.trainer.get('strategy', 'ddp')}): "
+            f"{cfg.model.get('why_not_distributable', 'its optimizer is not data-parallel')}. Train it on one device: "
+            "trainer=cpu, or trainer=gpu"
+        )
+
+
+def evaluation_trainer(cfg: DictConfig, trainer: L.Trainer, job: Job) -> L.Trainer | None:
+    """The trainer that tests and predicts: the fitting one on a single device. After a
+    multi-process (DDP) fit, rank 0 alone evaluates on one device with a trainer of the same
+    accelerator and precision (a ``DistributedSampler`` would split ``predictions.csv`` across
+    ranks and pad the test split with repeated genes); the process group is closed on every
+    rank first (the metrics would otherwise wait on ranks that have left), and the other
+    ranks get None."""
+    if trainer.world_size == 1:
+        return trainer
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    if trainer.global_rank != 0:
+        return None
+    log.info("DDP fit on %d processes done; testing and predicting on one device (rank 0)", trainer.world_size)
+    return instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        logger=job.logger,
+        callbacks=[],
+        enable_checkpointing=False,
+        default_root_dir=str(job.dir),
+    )
+
+
 def train(cfg: DictConfig) -> JobRecord:
     apply_threads(cfg.get("threads"))
     who = identity(cfg)
@@ -200,7 +246,9 @@ def train(cfg: DictConfig) -> JobRecord:
         dm.account_inputs()
         report = dm.input_report()
         job.record.genes, job.record.interactions = report["genes"], report["interactions"]
-        dm.write_dropped(job.dir / "genes_dropped.tsv")
+        lead = global_rank() == 0  # the other ranks of a DDP job write nothing
+        if lead:
+            dm.write_dropped(job.dir / "genes_dropped.tsv")
         job.save()
         dm.prepare_data()
         dm.setup()
@@ -209,7 +257,8 @@ def train(cfg: DictConfig) -> JobRecord:
 
             check_analyses(dm, cfg.model.name, OmegaConf.to_container(cfg.analysis, resolve=True))
         job.record.n_genes = dm.n_genes()
-        write_json(job.dir / "folds.json", dm.fold_record())
+        if lead:
+            write_json(job.dir / "folds.json", dm.fold_record())
 
         net = instantiate(cfg.model.net)
         make_module = instantiate(cfg.model.module, _partial_=True)
@@ -217,7 +266,7 @@ def train(cfg: DictConfig) -> JobRecord:
         module = make_module(net=net, objective=objective, provenance=provenance(cfg, dm))
         job.record.n_params = module.n_params
 
-        job.logger = make_logger(cfg, job, who, run_id=step.wandb_id)
+        job.logger = make_logger(cfg, job, who, run_id=step.wandb_id) if lead else False
         job.record.wandb = run_info(job.logger)
         job.save()
 
@@ -226,12 +275,18 @@ def train(cfg: DictConfig) -> JobRecord:
         trainer = instantiate(
             cfg.trainer, logger=job.logger, callbacks=callbacks, default_root_dir=str(job.dir), **cluster_plugins(cfg)
         )
+        check_distributable(cfg, trainer)
+        job.record.extra["compute"] = apply_compute(cfg.get("compute"), trainer, net)
         trainer.fit(module, datamodule=dm, ckpt_path=step.checkpoint, weights_only=False)
 
+        weights = weights_to_test(trainer, job)  # every rank: saving final.ckpt is collective
+        tester = evaluation_trainer(cfg, trainer, job)
+        if tester is None:  # a DDP rank other than 0: rank 0 tests, predicts and writes the record
+            return job.record
         # testing with a ckpt_path loads those weights into `module`, which predictions then use
-        results = trainer.test(module, datamodule=dm, verbose=False, ckpt_path=weights_to_test(trainer, job), weights_only=False)
+        results = tester.test(module, datamodule=dm, verbose=False, ckpt_path=weights, weights_only=False)
         job.record.test = metrics_of_test(results)
-        write_csv(job.dir / "predictions.csv", prediction_table(trainer, module, dm))
+        write_csv(job.dir / "predictions.csv", prediction_table(tester, module, dm))
         job.record.status = "ok"
         log_record(job.logger, job.record)
     if cfg.get("analysis"):

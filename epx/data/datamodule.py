@@ -14,7 +14,8 @@ refuses, before any long work, a job that would drop more than ``max_dropped_fra
 the TSS file's genes or whose interactions reach no gene, then builds the cell's cache once
 (locked). ``setup()`` loads the cached tracks of the used genes' chromosomes into memory and
 asks the model's ``inputs`` builder for one Dataset per split. Batches come from memory
-(``ArrayDataset.__getitems__``), never from per-item file reads.
+(``ArrayDataset.__getitems__``), never from per-item file reads; with ``pin_memory`` (``auto``:
+when the trainer runs on CUDA) they are pinned so the copies to the GPU are non-blocking.
 
 Genes whose TSS is closer to a chromosome end than the builder's ``flank_bp`` (how far its
 window reaches from the TSS) are dropped (``min_end_distance_bp`` overrides it, e.g. to give
@@ -64,6 +65,7 @@ class EpxDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        pin_memory: bool | str = "auto",
         bin_bp: int = 100,
         cache_dtype: str = "float32",
         test_cell: str | None = None,
@@ -81,6 +83,7 @@ class EpxDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.datasets: dict = {}
         self.genes: pd.DataFrame | None = None
         self.split: pd.Series | None = None
@@ -223,6 +226,14 @@ class EpxDataModule(L.LightningDataModule):
     def fold_record(self) -> dict:
         return fold_record(self.genes, self.split, self.fold, self.spec.folds.get("scheme", "chromoformer"))
 
+    def pins(self) -> bool:
+        """Whether batches are put in pinned host memory: ``pin_memory`` ``auto`` means when
+        the attached trainer runs on CUDA (then Lightning's copies to it are non-blocking)."""
+        if str(self.pin_memory) != "auto":
+            return bool(self.pin_memory)
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[name]
         return DataLoader(
@@ -231,6 +242,7 @@ class EpxDataModule(L.LightningDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=getattr(dataset, "collate_fn", keep_batch),
+            pin_memory=self.pins(),
         )
 
     def train_dataloader(self) -> DataLoader:
