@@ -19,7 +19,6 @@ export PYTHONPATH=${PYTHONPATH:-$PWD} EPX_DATA_DIR=/tmp/epxdata WANDB_MODE=disab
 STAGES=${1:-"1 2 3"}
 nvidia-smi -L
 python3 -c "import torch, lightning, torch_geometric, hydra; print('torch', torch.__version__, 'lightning', lightning.__version__, 'pyg', torch_geometric.__version__, 'cuda', torch.cuda.is_available())"
-python3 -c "from epx.synthetic.generate import ensure_synthetic as e; e('/tmp/epxdata/synthetic/seed0')" 2>&1 | tail -1
 for stage in $STAGES; do
   case $stage in
     1) timeout -s KILL 170 python3 -m pytest -m gpu tests/test_gpu.py tests/test_chromoformer_net.py -q -p no:cacheprovider -W ignore 2>&1 | tail -25 | tee "$OUT/gpu_tests.log" ;;
