@@ -16,8 +16,8 @@ name (default: the built-in synthetic one; the full-size genome: ``epx synth OUT
    per step after warm-up (3 steps when compiled: compilation stays out of the figure);
 4. genes/s of each side, the data side's share of a step (data / (data + step): the loader runs
    in the training process, ``num_workers=0``), and the epoch time they imply for the train
-   split; ``--epoch`` also runs one real ``trainer.fit`` epoch (validation off) and reports its
-   wall time, Lightning's own overhead included;
+   split; ``--epoch`` also runs one real ``trainer.fit`` epoch (training and validation) and
+   reports its wall time, Lightning's own overhead included: what the bill multiplies;
 5. peak RSS (``ru_maxrss``) and, on CUDA, peak allocated device memory.
 
 Prints one table; ``--out FILE`` writes every figure as JSON (``benchmarks/bench_bill.py`` turns
@@ -152,7 +152,7 @@ def model_side(cfg, objective, batches, device, precision: str, compiled: bool, 
 
 
 def one_epoch(cfg, objective, dm, device) -> float:
-    """Wall seconds of one real Lightning training epoch (validation off), the job's trainer."""
+    """Wall seconds of one real Lightning epoch, training and validation, with the job's trainer."""
     import lightning as L
     from hydra.utils import instantiate
 
@@ -163,7 +163,7 @@ def one_epoch(cfg, objective, dm, device) -> float:
     module = instantiate(cfg.model.module, _partial_=True)(net=net, objective=objective, scheduler=None)
     trainer = instantiate(
         cfg.trainer, max_epochs=1, min_epochs=1, logger=False, callbacks=[], enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
     )
     apply_compute(cfg.get("compute"), trainer, net)
     t = time.perf_counter()

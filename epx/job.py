@@ -22,7 +22,8 @@ Resumable, idempotent jobs (issue 12). ``config_digest(cfg)`` is the sha256 of t
 resolved config without what says *where* rather than *what*: ``MACHINE_KEYS`` (``hydra``,
 ``paths.*``, ``dataset.root``, the run controls ``sweep``/``rerun``/``threads``, and
 ``logger``/``tags``, which change how a job is logged, not what it computes, and ``analysis``,
-what is done with the model once trained). They are left
+what is done with the model once trained, and ``compute``/``data.pin_memory``: TF32,
+``torch.compile`` and pinned batches change how fast a job computes, not what). They are left
 out, and values that interpolate them are resolved against placeholders (the checkpoint dir
 ``${paths.output_dir}/checkpoints`` becomes ``<paths.output_dir>/checkpoints``), so no machine
 path leaks into the digest either: the
