@@ -194,8 +194,11 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
         dm.prepare_data()
         dm.setup()
         trained_on = provenance["dataset"]
-        if str(dm.spec.root) == trained_on["root"] and dm.fingerprint != trained_on["fingerprint"]:
+        trained_dtype = trained_on.get("cache_dtype", "float32")  # checkpoints before issue 14: float32
+        if str(dm.spec.root) == trained_on["root"] and dm.fingerprint_as(trained_dtype) != trained_on["fingerprint"]:
             log.warning("%s: the dataset's inputs changed since the model was trained (cache %s, trained on %s)", dm.spec.root, dm.fingerprint, trained_on["fingerprint"])
+        if trained_dtype != dm.cache_dtype:
+            log.info("trained on a %s cache, scored on a %s cache (data.cache_dtype): inputs agree to the storage precision", trained_dtype, dm.cache_dtype)
         record.n_genes = dm.n_genes()
         write_json(job.dir / "folds.json", dm.fold_record())
 

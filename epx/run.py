@@ -129,7 +129,7 @@ def provenance(cfg: DictConfig, dm: EpxDataModule) -> dict:
         "marks": list(dm.marks),
         "cell": dm.cell,
         "fold": dm.fold,
-        "dataset": {"name": cfg.dataset.name, "root": str(dm.spec.root), "fingerprint": dm.fingerprint},
+        "dataset": {"name": cfg.dataset.name, "root": str(dm.spec.root), "fingerprint": dm.fingerprint, "cache_dtype": dm.cache_dtype},
         "epx_version": epx.__version__,
     }
 

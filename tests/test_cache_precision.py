@@ -254,3 +254,20 @@ def test_a_job_reads_its_signals_from_a_half_precision_cache_when_asked(tmp_path
         with h5py.File(path, "r") as f:
             dtypes.add(f.attrs.get("dtype"))
     assert "float16" in dtypes
+
+
+def test_predict_on_a_cache_of_another_dtype_does_not_claim_the_inputs_changed(tmp_path, small_synthetic, caplog):
+    """The cache fingerprint includes its dtype; scoring a float16-trained model on a float32
+    cache of the same, unchanged inputs compares like with like (only the dtype is noted)."""
+    import logging
+
+    from epx.predict import predict
+    from epx.run import train
+    from test_train import job_cfg
+
+    train(job_cfg(tmp_path, small_synthetic, "trainer=debug", "data.cache_dtype=float16"))
+    with caplog.at_level(logging.INFO, logger="epx.predict"):
+        record = predict(tmp_path / "job", ["data.cache_dtype=float32"], out=tmp_path / "scored")
+    assert record.status == "ok"
+    assert "inputs changed" not in caplog.text
+    assert "trained on a float16 cache, scored on a float32 cache" in caplog.text

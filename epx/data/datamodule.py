@@ -108,6 +108,14 @@ class EpxDataModule(L.LightningDataModule):
         """The cache fingerprint of the dataset as this job reads it (inputs + binning)."""
         return self._cache(self.cell).dir.name
 
+    def fingerprint_as(self, dtype: str) -> str:
+        """The fingerprint this dataset's cache would have stored as ``dtype``: what a job
+        trained on another ``data.cache_dtype`` recorded, if the inputs are unchanged."""
+        from epx.data.prepare.cache import fingerprint
+
+        cache = self._cache(self.cell)
+        return fingerprint(self.spec, cache.chrom_sizes, self.bin_bp, dtype)
+
     def check_cells(self) -> None:
         """Folders without a fixed cell list: a cell must be a column of the expression table."""
         path = self.spec.path("expression")
