@@ -137,6 +137,10 @@ def model_side(cfg, objective, batches, device, precision: str, compiled: bool, 
         optimizer.step(closure)
 
     warm = 3 if compiled else 1
+    if isinstance(optimizer, torch.optim.LBFGS):
+        # full-batch L-BFGS (linear): the first step solves the problem and later ones stop at
+        # once, so the first, cold step is the one that counts
+        warm, steps = 0, 1
     for i in range(warm):
         step(batches[i % len(batches)])
     sync(device)
