@@ -52,7 +52,9 @@ def epochs(model: str) -> tuple[int, int, str]:
 
 
 def job_hours(result: dict, n_epochs: int) -> float:
-    return (result["setup_s"] + (n_epochs + 1) * result["fit_epoch_s"]) / 3600
+    # the cache build (prepare_s, in the first measured job) is billed once per cell, not per job
+    setup = result["setup_s"] - result.get("prepare_s", 0.0)
+    return (setup + (n_epochs + 1) * result["fit_epoch_s"]) / 3600
 
 
 def bill(cpu: list[dict], gpu: list[dict], *, jobs: int, cells: int, cache_s: float) -> list[dict]:
@@ -111,6 +113,11 @@ def main() -> None:
     print(f"The study: {args.cells} cells x {args.marks} marks x {args.folds} folds = {jobs} jobs per model, one mark per job, "
           f"each cell's cache built once ({args.cache_s:.0f} s per cell). Ranges: earliest early stop - max_epochs.")
     print(render(rows, jobs=jobs))
+    measured = [r for r in rows if "cpu_core_h" in r]
+    if measured:
+        low, high = (sum(r["cpu_core_h"][i] for r in measured) for i in (0, 1))
+        print(f"all {len(measured)} models: {low:,.0f}-{high:,.0f} CPU core-hours; "
+              f"{args.cells} caches: {args.cells * args.cache_s / 3600:.2f} h once (included per model above)")
     if not gpu:
         print("GPU: open (no bench_cost.py --device cuda figures were given)")
 
