@@ -92,10 +92,25 @@ def validate(cfg: DictConfig) -> tuple[tuple[str, ...], int]:
         check_cell(str(cfg.cell), cells, f"dataset={cfg.dataset.name}")
         if cfg.get("test_cell"):
             check_cell(str(cfg.test_cell), cells, f"dataset={cfg.dataset.name} (test_cell)")
+    check_device(cfg)
     supported = cfg.model.get("tasks")
     if supported and cfg.task.name not in supported:
         raise InputError(f"model={cfg.model.name} does not support task={cfg.task.name}; it supports: {', '.join(supported)}")
     return marks, fold
+
+
+def check_device(cfg: DictConfig) -> None:
+    """``trainer=gpu|ddp`` on a machine where torch sees no CUDA device: one error now, not
+    Lightning's after the cache is built."""
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = f"torch {torch.__version__}, " + (f"CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build")
+        raise InputError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU, and torch sees none ({build}). Use trainer=cpu here; "
+            "on a GPU machine install a CUDA build of torch (pip's default torch wheel on Linux) and check nvidia-smi"
+        )
 
 
 def new_record(cfg: DictConfig, overrides: list[str]) -> JobRecord:

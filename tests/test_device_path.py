@@ -95,3 +95,13 @@ def test_linear_lbfgs_is_refused_under_ddp_before_any_process_starts(tmp_path, s
     cfg = job_cfg(tmp_path, small_synthetic, "model=linear", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
     with pytest.raises(InputError, match="model=linear cannot train on 2 processes.*L-BFGS.*trainer=cpu, or trainer=gpu"):
         train(cfg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+@pytest.mark.parametrize("preset", ["gpu", "ddp"])
+def test_gpu_trainer_without_a_gpu_is_one_clear_error_before_any_work(tmp_path, small_synthetic, preset):
+    from epx.errors import InputError
+
+    with pytest.raises(InputError, match="trainer.accelerator=gpu needs a CUDA GPU, and torch sees none.*Use trainer=cpu"):
+        train(job_cfg(tmp_path, small_synthetic, f"trainer={preset}"))
+    assert not (tmp_path / "job" / "folds.json").exists()  # refused before the data is prepared
