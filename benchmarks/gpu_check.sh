@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 14 part 6 as one prepared script for a lent GPU machine (a bare
 # image with torch, lightning and PyG but without Hydra, pyBigWig or captum: those travel as
-# wheels in .whl/, see docs/gpu.md). Each stage has its own time limit and writes under $OUT
+# wheels in .whl/: bash benchmarks/gpu_wheels.sh first, then carry .whl). Each stage has its own time limit and writes under $OUT
 # (default ./gpu_out), so a stage that runs long costs only itself:
 #   1. the @pytest.mark.gpu tests;
 #   2. throughput per model on the built-in synthetic dataset: fp32 / TF32 / bf16, batch sizes
