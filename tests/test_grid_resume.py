@@ -184,9 +184,25 @@ def test_submitit_requeue_brings_a_preempted_job_back_and_it_resumes(study):
     sweep = root / "outputs" / "sweeps" / "requeue"
     wait_for(lambda: any(sweep.glob("*fold=1*")), "the job started", launch)
     job = only_dir(sweep, "fold=1")
-    wait_for(lambda: last_ckpt(job).is_file() and checkpoint_readable(last_ckpt(job)), "last.ckpt", launch)
-    first = JobRecord.read(job)
-    os.kill(first.pid, signal.SIGUSR2)
+    wait_for(lambda: (job / "metrics.json").is_file(), "the job's record", launch)
+    pid = JobRecord.read(job).pid
+    # The tiny job's last 11 epochs take about a second: freeze it (SIGSTOP) at its first
+    # readable last.ckpt so the preemption signal cannot arrive after training has ended on a
+    # loaded machine; a checkpoint caught mid-write is let go on until it is whole.
+    def frozen_with_checkpoint() -> bool:
+        if not last_ckpt(job).is_file():
+            return False
+        os.kill(pid, signal.SIGSTOP)
+        if checkpoint_readable(last_ckpt(job)):
+            return True
+        os.kill(pid, signal.SIGCONT)
+        return False
+
+    wait_for(frozen_with_checkpoint, "last.ckpt", launch)
+    first = JobRecord.read(job)  # saved again with the W&B run id before training began
+    assert first.pid == pid
+    os.kill(pid, signal.SIGUSR2)
+    os.kill(pid, signal.SIGCONT)
     assert launch.wait(300) == 0
     record = JobRecord.read(job)
     assert record.status == "ok" and record.pid != first.pid and record.extra["resumed_from"] == str(last_ckpt(job))
