@@ -203,7 +203,7 @@ class EpxDataModule(L.LightningDataModule):
             self._cache(cell).ensure(self.marks)
 
     def _context(self, cell: str, genes: pd.DataFrame, chroms) -> DataContext:
-        tracks = SignalTracks(self._cache(cell).load(self.marks, chroms=chroms), self.marks, base_bp=self.bin_bp)
+        tracks = SignalTracks(self._cache(cell).load(self.marks, chroms=chroms, half=True), self.marks, base_bp=self.bin_bp)
         return DataContext(tracks, genes, self.contacts[cell], cell, self.marks, self.target_column, cage=self.spec.cage_path(cell))
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,7 +1,9 @@
 """In-memory binned tracks and the window API every model reads from (DESIGN §2.2, issue 2.3).
 
 Contract: ``SignalTracks(tracks, marks, base_bp=100)`` with ``tracks = {chrom: float32
-(n_bins, M)}`` of MEAN per-bp signal at ``base_bp`` (as the cache stores it). All window
+(n_bins, M)}`` of MEAN per-bp signal at ``base_bp`` (as the cache stores it; float16 arrays
+from a half-precision cache are kept as they are, and every read widens them to float32, so
+the windows are those of the float32-decoded cache). All window
 methods aggregate base bins to ``bin_bp`` (a multiple of ``base_bp``) by their mean and
 return ``log_signal(mean) = ln(mean + 1)``, the one model-input transform (GraphReg's windows
 use it too):
@@ -31,7 +33,9 @@ def log_signal(mean: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 class SignalTracks:
     def __init__(self, tracks: Mapping[str, np.ndarray], marks: Sequence[str], base_bp: int = 100):
-        self.tracks = {c: np.ascontiguousarray(a, dtype=np.float32) for c, a in tracks.items()}
+        # float16 tracks (a half-precision cache) stay float16: half the memory; each read
+        # below widens to float32 before any arithmetic
+        self.tracks = {c: np.ascontiguousarray(a, dtype=np.float16 if a.dtype == np.float16 else np.float32) for c, a in tracks.items()}
         self.marks = tuple(marks)
         self.base_bp = base_bp
         for chrom, arr in self.tracks.items():
@@ -53,7 +57,7 @@ class SignalTracks:
         if track is None:
             return np.zeros((*idx.shape, self.n_marks), np.float32)
         inside = (idx >= 0) & (idx < track.shape[0])
-        out = track[np.clip(idx, 0, track.shape[0] - 1)]
+        out = track[np.clip(idx, 0, track.shape[0] - 1)].astype(np.float32, copy=False)
         out[~inside] = 0.0
         return out
 

@@ -164,7 +164,10 @@ def _read_runs(tracks: SignalTracks, names: list[str], code: np.ndarray, lo: np.
             out[r0:r1] = 0.0
             continue
         p = pos[r0:r1]
-        np.take(track, p, axis=0, mode="clip", out=out[r0:r1])
+        if track.dtype == out.dtype:
+            np.take(track, p, axis=0, mode="clip", out=out[r0:r1])
+        else:  # float16 tracks: np.take's out= will not widen
+            out[r0:r1] = np.take(track, p, axis=0, mode="clip")
         off = (p < 0) | (p >= track.shape[0])
         if off.any():
             out[r0:r1][off] = 0.0

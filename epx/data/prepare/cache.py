@@ -3,7 +3,8 @@
 Contract: ``CellCache(spec, cell, cache_dir, bin_bp=100, dtype="float32")``; ``.ensure(marks)``
 makes sure ``{cache_dir}/{fingerprint}/{cell}.h5`` holds every requested mark at ``bin_bp``
 genome-wide (mean per-bp signal, chunked, compressed, Fletcher-32 checksummed) and returns its
-path; ``.load(marks)`` returns ``{chrom: float32 (n_bins, M)}`` in memory, whatever the storage.
+path; ``.load(marks)`` returns ``{chrom: float32 (n_bins, M)}`` in memory, whatever the storage
+(``half=True``: a float16 cache stays float16 in memory, as the DataModule loads it).
 
 Storage precision (``dtype``, issue 14 part 2): the cache stores, models compute in float32.
 
@@ -282,8 +283,11 @@ class CellCache:
         )
 
     # -- read -----------------------------------------------------------------------------
-    def load(self, marks: Sequence[str], chroms: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """``{chrom: float32 (n_bins, M)}`` for ``marks`` in the given order."""
+    def load(self, marks: Sequence[str], chroms: Iterable[str] | None = None, *, half: bool = False) -> dict[str, np.ndarray]:
+        """``{chrom: float32 (n_bins, M)}`` for ``marks`` in the given order. ``half``: a float16
+        cache comes back as float16, half the memory (``SignalTracks`` widens what a batch
+        reads to float32, so the values a model sees are the same); bfloat16, which NumPy
+        lacks, still comes back as float32."""
         chroms = list(self.chrom_sizes) if chroms is None else list(chroms)
         unknown = [c for c in chroms if c not in self.chrom_sizes]
         if unknown:
@@ -293,28 +297,29 @@ class CellCache:
             )
         self.ensure(marks)
         try:
-            return self._read(marks, chroms)
+            return self._read(marks, chroms, half)
         except READ_ERRORS as err:
             # ensure() checked the header; damage inside the data shows only now (checksum,
             # decompression, a truncated chunk). Rebuild once, then give up with one message.
             log.warning("cache %s is corrupt (%s: %s); rebuilding it", self.path, type(err).__name__, _short(err))
             self._rebuild(marks, seen=_identity(self.path))
         try:
-            return self._read(marks, chroms)
+            return self._read(marks, chroms, half)
         except READ_ERRORS as err:
             raise InputError(
                 f"cache file {self.path} cannot be read even after rebuilding it ({type(err).__name__}: {_short(err)}); "
                 f"delete {self.path} (epx rebuilds it on the next run) and check the disk it is on"
             ) from err
 
-    def _read(self, marks: Sequence[str], chroms: list[str]) -> dict[str, np.ndarray]:
+    def _read(self, marks: Sequence[str], chroms: list[str], half: bool = False) -> dict[str, np.ndarray]:
         out = {}
         with h5py.File(self.path, "r") as f:
             for chrom in chroms:
                 columns = [f[m][chrom] for m in marks]
-                block = np.empty((columns[0].shape[0] if columns else 0, len(marks)), np.float32)
+                native = half and bool(columns) and all(c.dtype == np.float16 and not c.attrs.get("encoding") for c in columns)
+                block = np.empty((columns[0].shape[0] if columns else 0, len(marks)), np.float16 if native else np.float32)
                 for j, data in enumerate(columns):
-                    block[:, j] = decode(data[:], data.attrs.get("encoding"))
+                    block[:, j] = data[:] if native else decode(data[:], data.attrs.get("encoding"))
                 out[chrom] = block
         return out
 
