@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MODELS = ["linear", "promoter_cnn", "chromoformer", "graphreg", "epi_cnn"]
+WINDOW_MODELS = ("graphreg", "graphreg_gatv2", "epi_cnn")
 
 
 def rss_mb() -> float:
@@ -157,7 +158,6 @@ def model_side(cfg, objective, batches, device, precision: str, compiled: bool, 
 
 def one_epoch(cfg, objective, dm, device) -> float:
     """Wall seconds of one real Lightning epoch, training and validation, with the job's trainer."""
-    import lightning as L
     from hydra.utils import instantiate
 
     from epx.train.compute import apply_compute
@@ -193,20 +193,21 @@ def measure(args) -> dict:
     t_prepare = time.perf_counter() - t - t_account
     dm.setup()
     t_setup = time.perf_counter() - t
-    tracks = [ds for ds in dm.datasets.values()]
     genes = dm.n_genes()
     out = {
         "model": args.one, "device": device.type, "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "genes": genes, "setup_s": round(t_setup, 2), "prepare_s": round(t_prepare, 2),
         "rss_after_setup_mb": round(rss_mb(), 1), "rss_before_mb": round(base, 1),
-        "inputs_mb": round(inputs_mb(dm), 1), "n_train_batches_default": None, "rows": [],
+        "inputs_mb": round(inputs_mb(dm), 1), "rows": [],
     }
-    del tracks
     own = int(cfg.model.batch_size)
-    sizes = [own] if args.one in ("linear", "graphreg", "epi_cnn", "graphreg_gatv2") or not args.batch_sizes else args.batch_sizes
-    if args.one in ("graphreg", "epi_cnn", "graphreg_gatv2") and args.batch_sizes:
-        sizes = sorted({own, *[max(1, b // 32) for b in args.batch_sizes]})  # windows, not genes
+    if not args.batch_sizes or args.one == "linear":  # linear: always the whole split
+        sizes = [own]
+    elif args.one in WINDOW_MODELS:  # batches of 6 Mb windows (~30 genes each), not genes
+        sizes = sorted({own, *[max(1, b // 32) for b in args.batch_sizes]})
+    else:
+        sizes = args.batch_sizes
     for size in sizes:
         # compiling costs tens of seconds per model: measured once, at the largest batch, in the
         # fastest precision asked for

@@ -26,7 +26,7 @@ from epx.data.prepare.contract import DatasetSpec
 from epx.errors import InputError
 from epx.io.atomic import TMP_MARK
 from epx.io.bigwig import read_binned
-from test_faults import NO_ROOM_PRELUDE, run_python
+from test_faults import NO_ROOM_PRELUDE, kill_cache_build_midway, run_python
 
 HALF = ["float16", "bfloat16"]
 # unit roundoff: the largest relative error of a value in the format's normal range
@@ -184,23 +184,7 @@ def test_half_cache_build_without_room_is_a_storage_error(tiny_folder, tmp_path,
 @pytest.mark.parametrize("dtype", HALF)
 def test_killed_half_build_is_rebuilt_on_rerun(tiny_folder, tmp_path, dtype):
     cache_dir = tmp_path / "cache"
-    result = run_python(
-        f"""
-    import os, signal
-    from pathlib import Path
-    from epx.data.prepare import cache as cache_mod
-    from epx.data.prepare.cache import CellCache
-    from epx.data.prepare.contract import DatasetSpec
-    real, calls = cache_mod.read_binned, []
-    def read_then_die(path, *args, **kwargs):
-        calls.append(path)
-        if len(calls) == 2:  # after the first mark is in the temp file
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(path, *args, **kwargs)
-    cache_mod.read_binned = read_then_die
-    CellCache(DatasetSpec(root=Path({str(tiny_folder)!r})), "E003", Path({str(cache_dir)!r}), dtype={dtype!r}).ensure(["H3K4me3"])
-    """
-    )
+    result = kill_cache_build_midway(tiny_folder, cache_dir, dtype)
     assert result.returncode == -signal.SIGKILL, result.stderr
     cache = _cache(tiny_folder, cache_dir, dtype)
     assert not cache.path.exists() and len(list(cache.dir.glob(f"*{TMP_MARK}*"))) == 1

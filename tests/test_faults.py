@@ -376,9 +376,10 @@ def test_cache_build_without_room_keeps_the_old_cache(tiny_folder, tmp_path):
 # ---------------------------------------------------------------- the cache under faults
 
 
-def test_cache_build_killed_midway_is_rebuilt_on_rerun(tiny_folder, tmp_path):
-    cache_dir = tmp_path / "cache"
-    result = run_python(
+def kill_cache_build_midway(folder: Path, cache_dir: Path, dtype: str = "float32") -> subprocess.CompletedProcess:
+    """Build ``folder``'s E003 cache in a child process that SIGKILLs itself once the first
+    mark is in the temp file (tests/test_cache_precision.py kills half-precision builds too)."""
+    return run_python(
         f"""
     import os, signal
     from pathlib import Path
@@ -392,9 +393,14 @@ def test_cache_build_killed_midway_is_rebuilt_on_rerun(tiny_folder, tmp_path):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(path, *args, **kwargs)
     cache_mod.read_binned = read_then_die
-    CellCache(DatasetSpec(root=Path({str(tiny_folder)!r})), "E003", Path({str(cache_dir)!r})).ensure(["H3K4me3"])
+    CellCache(DatasetSpec(root=Path({str(folder)!r})), "E003", Path({str(cache_dir)!r}), dtype={dtype!r}).ensure(["H3K4me3"])
     """
     )
+
+
+def test_cache_build_killed_midway_is_rebuilt_on_rerun(tiny_folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    result = kill_cache_build_midway(tiny_folder, cache_dir)
     assert result.returncode == -signal.SIGKILL, result.stderr
     cache = _cache(tiny_folder, cache_dir)
     assert not cache.path.exists()

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from epx.data.inputs.arrays import keep_batch
 from epx.data.prepare.cache import CellCache
+from epx.data.prepare.cache import fingerprint as cache_fingerprint
 from epx.data.prepare.contract import DatasetSpec
 from epx.data.prepare.folds import assign_splits, fold_record
 from epx.data.prepare.genes import DEFAULT_EXCLUDE, GeneAccount, account_genes, write_dropped
@@ -111,10 +112,8 @@ class EpxDataModule(L.LightningDataModule):
     def fingerprint_as(self, dtype: str) -> str:
         """The fingerprint this dataset's cache would have stored as ``dtype``: what a job
         trained on another ``data.cache_dtype`` recorded, if the inputs are unchanged."""
-        from epx.data.prepare.cache import fingerprint
-
         cache = self._cache(self.cell)
-        return fingerprint(self.spec, cache.chrom_sizes, self.bin_bp, dtype)
+        return cache_fingerprint(self.spec, cache.chrom_sizes, self.bin_bp, dtype)
 
     def check_cells(self) -> None:
         """Folders without a fixed cell list: a cell must be a column of the expression table."""

@@ -88,18 +88,22 @@ def _integral(track: np.ndarray, cum: np.ndarray, pos: np.ndarray, base_bp: int)
     return cum[k] + part * track[k].astype(np.float64)
 
 
+def _by_chrom(tracks, chroms):
+    """``(rows, track, cumulative integral)`` for each chromosome of ``chroms`` the tracks hold
+    (regions on the others keep their zeros)."""
+    chroms = np.asarray(chroms, dtype=object)
+    for chrom in pd.unique(chroms):
+        track = tracks.tracks.get(chrom)
+        if track is not None and len(track):
+            yield np.flatnonzero(chroms == chrom), track, _cumulative(track, tracks.base_bp)
+
+
 def region_means(tracks, chroms, starts, ends) -> np.ndarray:
     """Mean per-bp signal (N, M) of every mark over each region ``[start, end)``."""
-    chroms = np.asarray(chroms, dtype=object)
     starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
     out = np.zeros((len(starts), tracks.n_marks), np.float64)
     width = np.maximum(ends - starts, 1).astype(np.float64)
-    for chrom in pd.unique(chroms):
-        track = tracks.tracks.get(chrom)
-        if track is None or not len(track):
-            continue
-        rows = np.flatnonzero(chroms == chrom)
-        cum = _cumulative(track, tracks.base_bp)
+    for rows, track, cum in _by_chrom(tracks, chroms):
         total = _integral(track, cum, ends[rows], tracks.base_bp) - _integral(track, cum, starts[rows], tracks.base_bp)
         out[rows] = total / width[rows, None]
     return out
@@ -107,16 +111,10 @@ def region_means(tracks, chroms, starts, ends) -> np.ndarray:
 
 def region_profiles(tracks, chroms, edges) -> np.ndarray:
     """Mean per-bp signal (N, M, L) over consecutive regions ``[edges[:, k], edges[:, k + 1])``."""
-    chroms = np.asarray(chroms, dtype=object)
     edges = np.asarray(edges, np.int64)
     n, l1 = edges.shape
     out = np.zeros((n, tracks.n_marks, max(l1 - 1, 0)), np.float64)
-    for chrom in pd.unique(chroms):
-        track = tracks.tracks.get(chrom)
-        if track is None or not len(track):
-            continue
-        rows = np.flatnonzero(chroms == chrom)
-        cum = _cumulative(track, tracks.base_bp)
+    for rows, track, cum in _by_chrom(tracks, chroms):
         integral = _integral(track, cum, edges[rows], tracks.base_bp)  # (n, L + 1, M)
         width = np.diff(edges[rows], axis=1).astype(np.float64)
         out[rows] = (np.diff(integral, axis=1) / width[..., None]).transpose(0, 2, 1)
