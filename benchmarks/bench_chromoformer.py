@@ -52,7 +52,7 @@ def make_dataset(n_genes: int = 2048, seed: int = 0):
             s = int(tss[g] + rng.integers(20_000, 200_000) * rng.choice([-1, 1]))
             rows.append([chrom[g], tss[g], tss[g] + 1, chrom[g], s, s + int(rng.integers(2_000, 8_000)), f"g{g}", float(rng.uniform(1.5, 10))])
     links = pd.DataFrame(rows, columns=BEDPE_COLUMNS)
-    ctx = DataContext(tracks, genes, ContactFilter(threshold=None).apply(links), "X", MARKS, "target")
+    ctx = DataContext.of(genes, marks=MARKS, tracks=tracks, contacts=ContactFilter(threshold=None).apply(links))
     return ChromoformerInputs()(ctx, np.arange(n_genes))
 
 

@@ -63,7 +63,7 @@ def windows(seed: int = 0):
     a = rng.integers(0, CHROM_BP, 3000)
     b = np.clip(a + rng.integers(-2_000_000, 2_000_000, 3000), 0, CHROM_BP - 1)
     bedpe = read_interactions(pd.DataFrame({"chrom1": "chr1", "start1": a, "end1": a + 1, "chrom2": "chr1", "start2": b, "end2": b + 1, "name": ".", "score": 2.0}))
-    return GraphRegInputs()(DataContext(tracks, genes, ContactFilter().apply(bedpe), "X", MARKS, "target"), np.arange(len(genes)))
+    return GraphRegInputs()(DataContext.of(genes, marks=MARKS, tracks=tracks, contacts=ContactFilter().apply(bedpe)), np.arange(len(genes)))
 
 
 def _median_seconds(fn, steps: int, sync=lambda: None) -> float:

@@ -68,7 +68,7 @@ def test_pcres_honour_the_dataset_threshold_and_score_kind():
 def _context(tracks, genes, links, contacts=ContactFilter(threshold=None)):
     """As the DataModule builds it: the contacts are the rows past the dataset's threshold."""
     g = genes.assign(target=np.arange(len(genes), dtype=float), rpkm=1.0, label=0)
-    return DataContext(tracks, g, contacts.apply(links), "X", tracks.marks, "target")
+    return DataContext.of(g, marks=tracks.marks, tracks=tracks, contacts=contacts.apply(links))
 
 
 def test_batch_matches_the_network_contract_and_runs():

@@ -72,7 +72,7 @@ def _context(interactions=None, genes=None, *, score_kind="frequency", threshold
     """The DataModule's context: the dataset's contacts are the rows past its threshold."""
     genes = _genes() if genes is None else genes
     contacts = ContactFilter(score_kind, threshold).apply(_bedpe(INTERACTIONS) if interactions is None else interactions)
-    return DataContext(_tracks(), genes, contacts, "E003", ("H3K4me3", "H3K27ac"), "target")
+    return DataContext.of(genes, cell="E003", marks=("H3K4me3", "H3K27ac"), tracks=_tracks(), contacts=contacts)
 
 
 def _edge_set(edge_index: torch.Tensor) -> set[tuple[int, int]]:

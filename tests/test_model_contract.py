@@ -37,6 +37,10 @@ from hydra.utils import instantiate
 from conftest import REPO
 from epx.cli import compose
 from epx.data.inputs.context import DataContext
+from epx.data.inputs.protocol import InputBuilder, check_builder, problems
+from epx.data.sources import SOURCES
+from epx.errors import InputError
+from epx.explain.adapters import ADAPTERS
 from epx.data.prepare.interactions import ContactFilter
 from epx.data.tracks import SignalTracks
 from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
@@ -100,7 +104,7 @@ def _context(target_column: str) -> DataContext:
     rng = np.random.default_rng(1)
     tracks = SignalTracks({c: rng.gamma(0.5, 2.0, (n // 100, len(MARKS))).astype(np.float32) for c, n in SIZES.items()}, MARKS)
     genes = _genes()
-    return DataContext(tracks, genes, _contacts(genes), "E003", MARKS, target_column)
+    return DataContext.of(genes, cell="E003", marks=MARKS, target_column=target_column, tracks=tracks, contacts=_contacts(genes))
 
 
 def _cfg(model: str, task: str):
@@ -179,6 +183,46 @@ def test_config_builder_batch_net_objective(model, task):
 
     summary = net.extra_repr()
     assert f"n_marks={len(MARKS)}" in summary and summary in repr(net)
+
+
+@pytest.mark.parametrize("model,task", FIRST_TASK)
+def test_builder_satisfies_the_input_contract(model, task):
+    """Every configured builder declares what it needs (``InputBuilder``: sources the
+    DataModule knows, reach, contact rules, channels, per-gene intervals, collate) and has an
+    interpretation adapter registered for its class, so a new model family cannot be
+    half-added."""
+    builder = instantiate(_cfg(model, task).model.inputs)
+    assert isinstance(builder, InputBuilder)
+    assert problems(builder, tuple(SOURCES)) == []
+    assert any(cls in ADAPTERS for cls in type(builder).__mro__), f"no explain adapter registered for {type(builder).__name__}"
+    assert len(builder.channels(MARKS)) > 0
+    genes = _genes()
+    spans = builder.intervals(genes)
+    assert len(spans.chrom) == len(spans.start) == len(spans.end) == len(genes)
+    tss = genes["tss"].to_numpy()
+    assert ((spans.start <= tss) & (tss < spans.end)).all(), "a gene's window must hold its TSS"
+    if builder.reach_bp:
+        assert (spans.end - spans.start).max() >= builder.reach_bp
+
+
+def test_builder_contract_problems_are_named():
+    class Half:
+        sources = ("tracks", "hic")
+        reach_bp = -1
+        contact_tolerance_bp = 500
+        requires_contacts = True
+        distal = False
+
+        def channels(self, marks):
+            return tuple(marks)
+
+    found = problems(Half(), tuple(SOURCES))
+    assert "no method intervals()" in found and "no method collate_fn()" in found
+    Half.intervals = Half.collate_fn = Half.__call__ = lambda self, *a, **k: None
+    found = " | ".join(problems(Half(), tuple(SOURCES)))
+    assert "unknown source(s) ['hic']" in found and "reach_bp" in found and "contact_tolerance_bp" in found
+    with pytest.raises(InputError, match="does not satisfy the input contract"):
+        check_builder(Half(), tuple(SOURCES))
 
 
 @pytest.mark.parametrize("model,task", FIRST_TASK)

@@ -5,19 +5,24 @@ built from ``conf/data/default.yaml`` (``marks`` may be ``A+B``, a list or ``all
 ``account_inputs()`` materialises the folder (synthetic), checks the cells and every requested
 file, and accounts for every gene and interaction (``epx.data.prepare.genes.GeneAccount``:
 used in a split, or dropped for a named reason; ``InteractionAccount``: read, kept, matched,
-genes linked). The builder says what it needs: ``contact_tolerance_bp`` (None: a promoter
-model, the interactions are not even read) and ``requires_contacts`` (default True: contacts
-that reach no gene refuse the job; Epi-CNN reads them only to score GraphReg's "contact"
-bins, so it sets False). Cheap: no cache is built. ``input_report()`` is what the job
+genes linked). The builder declares what it needs (``epx.data.inputs.protocol.InputBuilder``,
+checked when the DataModule is built): its ``sources`` (``epx.data.sources.SOURCES``: only
+those are checked, prepared and loaded; a builder without ``contacts`` never reads the
+interactions, one without ``tracks`` never builds the histone cache), its
+``contact_tolerance_bp`` and ``requires_contacts`` (contacts that reach no gene refuse the
+job; Epi-CNN reads them only to score GraphReg's "contact" bins, so it sets False). Each
+source's cheap check (e.g. ``genome.fa`` present and of the right assembly) runs here too.
+Cheap: no cache is built. ``input_report()`` is what the job
 record keeps of it, ``write_dropped(path)`` the ``genes_dropped.tsv``. ``prepare_data()``
 refuses, before any long work, a job that would drop more than ``max_dropped_fraction`` of
 the TSS file's genes or whose interactions reach no gene, then builds the cell's cache once
-(locked). ``setup()`` loads the cached tracks of the used genes' chromosomes into memory and
-asks the model's ``inputs`` builder for one Dataset per split. Batches come from memory
+(locked), for each declared source. ``setup()`` loads the declared sources for the used
+genes' chromosomes into memory (``DataContext.sources``) and asks the model's ``inputs``
+builder for one Dataset per split. Batches come from memory
 (``ArrayDataset.__getitems__``), never from per-item file reads; with ``pin_memory`` (``auto``:
 when the trainer runs on CUDA) they are pinned so the copies to the GPU are non-blocking.
 
-Genes whose TSS is closer to a chromosome end than the builder's ``flank_bp`` (how far its
+Genes whose TSS is closer to a chromosome end than the builder's ``reach_bp`` (how far its
 window reaches from the TSS) are dropped (``min_end_distance_bp`` overrides it, e.g. to give
 every model of a comparison the same genes); chromosomes matching ``exclude_chroms`` (regular
 expressions; chrM and unplaced/alt contigs by default) are left out.
@@ -37,17 +42,17 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from epx.data.inputs.arrays import keep_batch
+from epx.data.inputs.context import DataContext
+from epx.data.inputs.protocol import check_builder
 from epx.data.prepare.cache import CellCache
 from epx.data.prepare.cache import fingerprint as cache_fingerprint
 from epx.data.prepare.contract import DatasetSpec
 from epx.data.prepare.folds import assign_splits, fold_record
 from epx.data.prepare.genes import DEFAULT_EXCLUDE, GeneAccount, account_genes, write_dropped
 from epx.data.prepare.interactions import ContactFilter, InteractionAccount
+from epx.data.sources import SOURCES
 from epx.io.bedpe import empty_interactions
-from epx.data.inputs.context import DataContext
 from epx.selection import check_cell, parse_marks
-from epx.data.tracks import SignalTracks
 
 SPLITS = ("train", "val", "test")
 
@@ -75,6 +80,7 @@ class EpxDataModule(L.LightningDataModule):
         min_end_distance_bp: int | None = None,
     ):
         super().__init__()
+        check_builder(inputs, tuple(SOURCES))
         self.spec, self.cell, self.marks, self.fold = spec, str(cell), parse_marks(marks), int(fold)
         self.inputs, self.target_column = inputs, target_column
         self.test_cell = str(test_cell) if test_cell and str(test_cell) != self.cell else None
@@ -94,25 +100,45 @@ class EpxDataModule(L.LightningDataModule):
         self.accounts: dict[str, GeneAccount] | None = None
         self.contact_accounts: dict[str, InteractionAccount] = {}
         self.contacts: dict[str, pd.DataFrame] = {}
+        self._genome_cache = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this job's builder reads (the only ones checked, prepared, loaded)."""
+        return tuple(self.inputs.sources)
 
     @property
     def cells(self) -> list[str]:
         return [self.cell] + ([self.test_cell] if self.test_cell else [])
 
-    def _cache(self, cell: str) -> CellCache:
+    def cell_cache(self, cell: str) -> CellCache:
+        """The cell's histone cache (cheap to make: nothing is built until ``ensure``)."""
         if cell not in self.caches:
             self.caches[cell] = CellCache(self.spec, cell, self.cache_dir, bin_bp=self.bin_bp, dtype=self.cache_dtype)
         return self.caches[cell]
 
+    def chrom_sizes(self, cell: str | None = None) -> dict[str, int]:
+        """The dataset's chromosome sizes as this job reads them (``chrom.sizes``, else the
+        cell's bigWig headers), in the dataset's naming."""
+        return dict(self.cell_cache(cell or self.cell).chrom_sizes)
+
+    def genome_cache(self):
+        """The dataset's cell-independent genome cache (the ``genome`` source)."""
+        if self._genome_cache is None:
+            from epx.data.prepare.genome import GenomeCache
+
+            self._genome_cache = GenomeCache(self.spec, self.cache_dir)
+        return self._genome_cache
+
     @property
     def fingerprint(self) -> str:
         """The cache fingerprint of the dataset as this job reads it (inputs + binning)."""
-        return self._cache(self.cell).dir.name
+        return self.cell_cache(self.cell).dir.name
 
     def fingerprint_as(self, dtype: str) -> str:
         """The fingerprint this dataset's cache would have stored as ``dtype``: what a job
         trained on another ``data.cache_dtype`` recorded, if the inputs are unchanged."""
-        cache = self._cache(self.cell)
+        cache = self.cell_cache(self.cell)
         return cache_fingerprint(self.spec, cache.chrom_sizes, self.bin_bp, dtype)
 
     def check_cells(self) -> None:
@@ -124,13 +150,14 @@ class EpxDataModule(L.LightningDataModule):
                 check_cell(cell, [c for c in header if c != "gene_id"], f"{path} (its expression columns)")
 
     @property
-    def flank_bp(self) -> int:
+    def reach_bp(self) -> int:
+        """How far this job's windows reach from a TSS (genes nearer a chromosome end are dropped)."""
         if self.min_end_distance_bp is not None:
             return int(self.min_end_distance_bp)
-        return int(getattr(self.inputs, "flank_bp", 0))
+        return int(self.inputs.reach_bp)
 
     def _account(self, cell: str) -> GeneAccount:
-        cache = self._cache(cell)
+        cache = self.cell_cache(cell)
         return account_genes(
             self.spec.path("tss"),
             self.spec.path("expression"),
@@ -138,7 +165,7 @@ class EpxDataModule(L.LightningDataModule):
             cache.chrom_sizes,
             signal_chroms=self.spec.signal_chroms(cell, self.marks, cache.chrom_sizes),
             exclude_chroms=self.exclude_chroms,
-            flank_bp=self.flank_bp,
+            flank_bp=self.reach_bp,
             exact_names=self.spec.exact_names,
         )
 
@@ -162,13 +189,14 @@ class EpxDataModule(L.LightningDataModule):
         split = assign_splits(genes, self.fold, **dict(self.spec.folds))
         accounts[self.cell].drop_unassigned((split == "unused").to_numpy())
         self.genes, self.split, self.accounts = genes, split, accounts
-        tolerance = getattr(self.inputs, "contact_tolerance_bp", None)
         for cell in self.cells:
-            if tolerance is None:  # a promoter model: the interactions are not read at all
+            for name in self.sources:
+                SOURCES[name].check(self, cell)
+            if "contacts" not in self.sources:  # e.g. a promoter model: the interactions are not read at all
                 self.contacts[cell] = ContactFilter().apply(empty_interactions())
                 continue
-            contacts, account = self.spec.contacts(cell, chroms=self._cache(cell).chrom_sizes)
-            account.link(accounts[cell].genes.iloc[self._used_rows(cell)], contacts, tolerance_bp=int(tolerance))
+            contacts, account = self.spec.contacts(cell, chroms=self.cell_cache(cell).chrom_sizes)
+            account.link(accounts[cell].genes.iloc[self._used_rows(cell)], contacts, tolerance_bp=int(self.inputs.contact_tolerance_bp))
             self.contacts[cell], self.contact_accounts[cell] = contacts, account
         for account in accounts.values():
             account.log()
@@ -192,18 +220,20 @@ class EpxDataModule(L.LightningDataModule):
         """Refuse a job that would lose too many genes, or whose interactions reach no gene."""
         for account in self.account_inputs().values():
             account.check(self.max_dropped_fraction)
-        if getattr(self.inputs, "requires_contacts", True):
+        if self.inputs.requires_contacts:
             for account in self.contact_accounts.values():
                 account.check()
 
     def prepare_data(self) -> None:
         self.check_inputs()
         for cell in self.cells:
-            self._cache(cell).ensure(self.marks)
+            for name in self.sources:
+                SOURCES[name].prepare(self, cell)
 
     def _context(self, cell: str, genes: pd.DataFrame, chroms) -> DataContext:
-        tracks = SignalTracks(self._cache(cell).load(self.marks, chroms=chroms, half=True), self.marks, base_bp=self.bin_bp)
-        return DataContext(tracks, genes, self.contacts[cell], cell, self.marks, self.target_column, cage=self.spec.cage_path(cell))
+        chroms = list(chroms)
+        sources = {name: SOURCES[name].load(self, cell, chroms) for name in self.sources}
+        return DataContext(genes, cell, self.marks, self.target_column, sources, cage=self.spec.cage_path(cell))
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -248,7 +278,7 @@ class EpxDataModule(L.LightningDataModule):
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
-            collate_fn=getattr(dataset, "collate_fn", keep_batch),
+            collate_fn=self.inputs.collate_fn,
             pin_memory=self.pins(),
         )
 

@@ -367,9 +367,11 @@ def write_activity(activities: Sequence[MarkActivity], out_dir: str | Path) -> d
 # ----------------------------------------------------------------------------- entry points
 
 
-def _profile_geometry(inputs) -> tuple[int, int]:
-    """The model's TSS window for the profile (capped at 40 kb; 100 bp bins up to 10 kb, else 500)."""
-    window = int(getattr(inputs, "window_bp", PROFILE_BP) or PROFILE_BP)
+def _profile_geometry(inputs, genes: pd.DataFrame, base_bp: int) -> tuple[int, int]:
+    """The model's window for the profile: as wide as what its builder reads per gene
+    (``InputBuilder.intervals``), capped at 40 kb; 100 bp bins up to 10 kb, else 500."""
+    spans = inputs.intervals(genes, base_bp=base_bp)
+    window = int((spans.end - spans.start).max()) if len(genes) else PROFILE_BP
     if window > 40_000:  # GraphReg's 6 Mb: a per-gene profile that long says nothing here
         window = 40_000
     bin_bp = PROFILE_BIN_BP if window <= 10_000 else 500
@@ -386,8 +388,8 @@ def activity_for_job(job, *, split: str | None = None, out_dir: str | Path | Non
     genes = genes.iloc[rows]
     chroms = list(pd.unique(genes["chrom"]))
     marks = list(getattr(job, "marks", None) or dm.marks)
-    tracks = SignalTracks(dm.caches[dm.cell].load(marks, chroms=chroms), marks, base_bp=dm.bin_bp)
-    window, bin_bp = _profile_geometry(dm.inputs)
+    tracks = SignalTracks(dm.cell_cache(dm.cell).load(marks, chroms=chroms), marks, base_bp=dm.bin_bp)
+    window, bin_bp = _profile_geometry(dm.inputs, genes, dm.bin_bp)
     activity = mark_activity(tracks, genes, cell=dm.cell, flanks_bp=flanks_bp, profile_bp=window, profile_bin_bp=bin_bp)
     if out_dir is not None:
         write_activity([activity], out_dir)

@@ -107,4 +107,4 @@ class ExplainJob:
         return self.marks.index(mark)
 
     def chrom_sizes(self) -> dict[str, int]:
-        return dict(self.dm._cache(self.dm.cell).chrom_sizes)
+        return dict(self.dm.cell_cache(self.dm.cell).chrom_sizes)

@@ -80,7 +80,8 @@ from torchmetrics.functional.classification import binary_average_precision, bin
 
 from epx.errors import InputError
 from epx.explain.activity import region_means, write_table
-from epx.explain.elements import ElementReport, evaluated, graphreg_window, read_elements
+from epx.data.inputs.chromoformer import ChromoformerInputs
+from epx.explain.elements import ElementReport, evaluated, read_elements
 from epx.io.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
@@ -142,20 +143,21 @@ def _model_name(job) -> str:
 
 
 def _tolerance(inputs) -> int:
-    return int(getattr(inputs, "tolerance_bp", None) or getattr(inputs, "contact_tolerance_bp", None) or 1000)
+    # a model that reads no contacts links elements to genes by the house default
+    return int(inputs.contact_tolerance_bp if inputs.contact_tolerance_bp is not None else 1000)
 
 
 def _dataset_contacts(dm) -> pd.DataFrame | None:
     """The cell's thresholded contacts: the DataModule's, or — for a promoter model, which
     reads none — the dataset's own, so the abc baseline is the same for every model."""
     contacts = dm.contacts.get(dm.cell)
-    if getattr(dm.inputs, "contact_tolerance_bp", None) is None and dm.spec.interactions_path(dm.cell).exists():
+    if "contacts" not in dm.sources and dm.spec.interactions_path(dm.cell).exists():
         contacts, _ = dm.spec.contacts(dm.cell, chroms=_chrom_sizes(dm))
     return contacts
 
 
 def _chrom_sizes(dm) -> dict[str, int]:
-    return (dm.caches.get(dm.cell) or dm._cache(dm.cell)).chrom_sizes
+    return dm.chrom_sizes(dm.cell)
 
 
 def _activity_marks_on_disk(dm) -> list[str]:
@@ -171,7 +173,7 @@ def _activity_tracks(dm, genes: pd.DataFrame):
             f"the abc baseline needs the cell's H3K27ac signal ({dm.spec.signal_path(dm.cell, 'H3K27ac')} is missing); "
             "leave abc out of the scorers"
         )
-    cache = dm.caches.get(dm.cell) or dm._cache(dm.cell)
+    cache = dm.cell_cache(dm.cell)
     chroms = list(pd.unique(genes["chrom"]))
     return SignalTracks(cache.load(marks, chroms=chroms), marks, base_bp=cache.bin_bp)
 
@@ -307,7 +309,7 @@ NEED_TEXT = {
 def _job_has(job, need: str) -> bool:
     inputs = job.dm.inputs
     if need == "pcres":
-        return hasattr(inputs, "i_max")  # ChromoformerInputs: pCRE slots
+        return isinstance(inputs, ChromoformerInputs)  # pCRE slots
     if need == "tracks":
         return "H3K27ac" in _activity_marks_on_disk(job.dm)
     return True  # gene tracks: every model
@@ -492,15 +494,14 @@ def write_validation(
 # ----------------------------------------------------------------------------- one job
 
 
-def model_window(inputs):
-    """How far a model sees around a gene, as ``read_elements``' ``window``: GraphReg's tile,
-    a promoter model's half window, None for Chromoformer (its pCREs reach any distance)."""
-    if hasattr(inputs, "i_max"):
+def model_window(inputs, base_bp: int = 100):
+    """How far a model sees around a gene, as ``read_elements``' ``window``: the genomic
+    interval its builder reads for each gene (``InputBuilder.intervals``: GraphReg's tile, a
+    promoter model's window), None for a ``distal`` builder (Chromoformer: its pCREs reach any
+    distance)."""
+    if inputs.distal:
         return None
-    if hasattr(inputs, "step_bp") and hasattr(inputs, "window_bp"):
-        return graphreg_window(window_bp=int(inputs.window_bp), step_bp=int(inputs.step_bp))
-    flank = getattr(inputs, "flank_bp", None)
-    return int(flank) if flank else None
+    return lambda genes: inputs.intervals(genes, base_bp=base_bp).bounds()
 
 
 @dataclass
@@ -532,7 +533,7 @@ def validate_job(
     scope = dm.genes["gene_id"].to_numpy()[rows]
     chrom_sizes = _chrom_sizes(dm)
     table, report = read_elements(
-        elements, dm.genes, chrom_sizes, window=model_window(dm.inputs), cell=dm.cell, scope=scope, exact_names=dm.spec.exact_names
+        elements, dm.genes, chrom_sizes, window=model_window(dm.inputs, dm.bin_bp), cell=dm.cell, scope=scope, exact_names=dm.spec.exact_names
     )
     report.log()
     wanted = set(table.loc[evaluated(table), "gene_id"])

@@ -40,7 +40,10 @@ import torch
 from torch.utils.data import Dataset
 
 from epx.data.inputs.arrays import keep_batch
+import pandas as pd
+
 from epx.data.inputs.context import DataContext, target_array
+from epx.data.inputs.protocol import GeneIntervals, Layout, oriented_window_layout, tss_intervals
 from epx.data.inputs.pcres import PcreSlots, _ragged_arange, select_pcres
 from epx.data.tracks import SignalTracks, log_signal
 
@@ -68,6 +71,32 @@ def windowed_batch(tracks: SignalTracks, chrom, tss, strand, slots: PcreSlots, *
         bin_mask[r] = torch.from_numpy(m.reshape(b, i_max, n_bins))
     return {"promoter": promoter, "pcres": pcres, "pcre_bin_mask": bin_mask,
             "pcre_mask": torch.from_numpy(slots.mask), "freq": torch.from_numpy(slots.freq)}
+
+
+def pcre_layout(slots: PcreSlots, minus: np.ndarray, r: int, w_max: int, base_bp: int) -> Layout:
+    """Where each position of the pCRE windows at resolution ``r`` lies, as
+    ``SignalTracks.region_windows`` bins a pCRE: from its start (from its end for − strand
+    genes), centre-padded or centre-cropped to ``w_max // r`` bins; a position's span is
+    clipped to the pCRE (the window holds zeros beyond it)."""
+    k, n_out = r // base_bp, w_max // r
+    first = slots.start // base_bp
+    last = np.maximum((slots.end - 1) // base_bp, first)
+    n_base = last - first + 1
+    n_bins = np.minimum(-(-n_base // k), n_out)
+    crop = (-(-n_base // k) - n_bins) // 2 * k
+    pad_left = (n_out - n_bins) // 2
+    j = np.arange(n_out)
+    rel = (j[None, None, :] - pad_left[..., None]) * k  # base bins from the anchor
+    lo_fwd = first[..., None] + crop[..., None] + rel
+    hi_rev = last[..., None] - crop[..., None] - rel + 1
+    start_bin = np.where(minus[..., None], hi_rev - k, lo_fwd)
+    end_bin = np.where(minus[..., None], hi_rev, lo_fwd + k)
+    start = np.clip(start_bin, first[..., None], last[..., None] + 1) * base_bp
+    end = np.clip(end_bin, first[..., None], last[..., None] + 1) * base_bp
+    valid = (j[None, None, :] >= pad_left[..., None]) & (j[None, None, :] < (pad_left + n_bins)[..., None]) & slots.mask[..., None]
+    offset = np.broadcast_to((j - n_out // 2) * r, start.shape).copy()
+    return Layout(chrom=slots.chrom, start=start.astype(np.int64), end=end.astype(np.int64), offset_bp=offset, valid=valid,
+                  reverse=minus, bin_bp=r, anchor="pcre_centre", slot_axis=True)
 
 
 @dataclass
@@ -275,10 +304,37 @@ class ChromoformerInputs:
         w_max: int = 40_000,
         tolerance_bp: int = 1000,
     ):
-        self.window_bp, self.resolutions = window_bp, tuple(int(r) for r in resolutions)
-        self.i_max, self.w_max, self.tolerance_bp = i_max, w_max, tolerance_bp
-        self.flank_bp = window_bp // 2  # the promoter window's reach from the TSS
-        self.contact_tolerance_bp = tolerance_bp  # what links a gene to an interaction (the accounting's rule too)
+        self.window_bp, self.resolutions = int(window_bp), tuple(int(r) for r in resolutions)
+        self.i_max, self.w_max, self.tolerance_bp = int(i_max), int(w_max), int(tolerance_bp)
+        self.reach_bp = self.window_bp // 2  # the promoter window's reach from the TSS
+        self.contact_tolerance_bp = self.tolerance_bp  # what links a gene to an interaction (the accounting's rule too)
+
+    # the InputBuilder contract (epx.data.inputs.protocol)
+    sources = ("tracks", "contacts")
+    requires_contacts = True
+    distal = True  # pCREs are linked at any distance: no window bounds what a gene sees
+    collate_fn = staticmethod(keep_batch)
+
+    def channels(self, marks) -> tuple[str, ...]:
+        return tuple(marks)
+
+    def intervals(self, genes: pd.DataFrame, *, base_bp: int = 100) -> GeneIntervals:
+        """The promoter window of each gene (its pCREs lie anywhere: ``distal``)."""
+        return tss_intervals(genes, self.window_bp // 2, base_bp)
+
+    def layouts(self, genes: pd.DataFrame, slots: PcreSlots, *, base_bp: int = 100) -> dict[str, Layout]:
+        """``{promoter_{r}, pcres_{r}: Layout}`` for ``genes`` and their pCRE ``slots``, as
+        ``windowed_batch`` reads them (promoters oriented 5'->3'; pCREs binned from their start,
+        from their end for − strand genes, centre-padded or centre-cropped to ``w_max / r``)."""
+        out = {
+            f"promoter_{r}": oriented_window_layout(genes["chrom"], genes["tss"], genes["strand"], window_bp=self.window_bp,
+                                                    bin_bp=r, base_bp=base_bp)
+            for r in self.resolutions
+        }
+        minus = np.repeat((genes["strand"].to_numpy() == "-")[:, None], slots.mask.shape[1], axis=1)
+        for r in self.resolutions:
+            out[f"pcres_{r}"] = pcre_layout(slots, minus, r, self.w_max, base_bp)
+        return out
 
     def __call__(self, context: DataContext, rows: np.ndarray) -> ChromoformerDataset:
         slots = select_pcres(context.genes.iloc[rows], context.interactions.assign(score=context.interactions["strength"]), tolerance_bp=self.tolerance_bp, i_max=self.i_max)

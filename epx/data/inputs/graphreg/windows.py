@@ -49,6 +49,7 @@ from epx.errors import InputError
 from epx.io.naming import chrom_sort_key
 from epx.data.inputs.graphreg.graph import interaction_edges, window_edges
 from epx.data.inputs.context import DataContext
+from epx.data.inputs.protocol import GeneIntervals
 from epx.data.inputs.graphreg.tiling import NODE_BP, STEP_BP, WINDOW_BP, middle_slice, tile_windows, tss_bin_index, window_of
 from epx.data.tracks import SignalTracks, log_signal
 
@@ -167,10 +168,23 @@ class GraphRegInputs:
         if bin_bp <= 0 or node_bp % bin_bp:
             raise InputError(f"GraphReg node_bp={node_bp} must be a multiple of bin_bp={bin_bp}")
         self.skip_empty = skip_empty
-        self.flank_bp = 0  # chromosomes are tiled with zero-padded ends: every gene has a window
+        self.reach_bp = 0  # chromosomes are tiled with zero-padded ends: every gene has a window
         # a TSS node's edges: an anchor midpoint within about half a node of the TSS
-        self.contact_tolerance_bp = node_bp // 2
-        self.requires_contacts = requires_contacts
+        self.contact_tolerance_bp = int(node_bp) // 2
+        self.requires_contacts = bool(requires_contacts)
+
+    # the InputBuilder contract (epx.data.inputs.protocol)
+    sources = ("tracks", "contacts")
+    distal = False  # the 6 Mb tile bounds what a gene's prediction can see
+    collate_fn = staticmethod(keep_batch)
+
+    def channels(self, marks) -> tuple[str, ...]:
+        return tuple(marks)
+
+    def intervals(self, genes: pd.DataFrame, *, base_bp: int = 100) -> GeneIntervals:
+        """Each gene's window: the tile whose middle holds its TSS (``tile_windows``' starts)."""
+        lo = window_of(genes["tss"].to_numpy(np.int64), step_bp=self.step_bp) * self.step_bp - (self.window_bp - self.step_bp) // 2
+        return GeneIntervals(genes["chrom"].to_numpy(object), lo, lo + self.window_bp)
 
     def _bin_targets(self, genes: pd.DataFrame, chrom: str, n_nodes: int, cage: Path | None) -> np.ndarray:
         """(n_nodes,) float32 per-5 kb-bin target over the whole (padded) chromosome."""
