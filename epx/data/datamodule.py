@@ -245,14 +245,14 @@ class EpxDataModule(L.LightningDataModule):
         for name in SPLITS:
             if name == "test" and self.test_cell:
                 continue
-            self.datasets[name] = self.inputs(context, np.flatnonzero((split == name).to_numpy()))
+            self.datasets[name] = self.inputs(context, np.flatnonzero((split == name).to_numpy()), split=name)
         if self.test_cell:
             # same held-out chromosomes, the other cell's signal, interactions and expression
             test_genes = self.accounts[self.test_cell].genes
             rows = self._used_rows(self.test_cell)
             self.tables["test"] = test_genes
             test_chroms = sorted(set(genes["chrom"][split == "test"]))
-            self.datasets["test"] = self.inputs(self._context(self.test_cell, test_genes, test_chroms), rows)
+            self.datasets["test"] = self.inputs(self._context(self.test_cell, test_genes, test_chroms), rows, split="test")
 
     def n_genes(self) -> dict[str, int]:
         n = {name: int((self.split == name).sum()) for name in SPLITS}

@@ -61,6 +61,11 @@ class SignalTracks:
         out[~inside] = 0.0
         return out
 
+    def base_bins(self, chrom: str, idx: np.ndarray) -> np.ndarray:
+        """Mean per-bp signal of the base bins at ``idx`` (any shape) → (*idx.shape, M) float32,
+        not log-transformed (a per-bin target, e.g. the sequence model's); 0 outside the chromosome."""
+        return self._gather(chrom, np.asarray(idx, np.int64))
+
     @staticmethod
     def _finish(x: np.ndarray, k: int) -> np.ndarray:
         """(N, n, M) base bins → (N, M, n/k) ln(mean+1)."""

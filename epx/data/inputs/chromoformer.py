@@ -336,7 +336,7 @@ class ChromoformerInputs:
             out[f"pcres_{r}"] = pcre_layout(slots, minus, r, self.w_max, base_bp)
         return out
 
-    def __call__(self, context: DataContext, rows: np.ndarray) -> ChromoformerDataset:
+    def __call__(self, context: DataContext, rows: np.ndarray, *, split: str = "train") -> ChromoformerDataset:
         slots = select_pcres(context.genes.iloc[rows], context.interactions.assign(score=context.interactions["strength"]), tolerance_bp=self.tolerance_bp, i_max=self.i_max)
         # slots are indexed by position within `rows`
         return ChromoformerDataset(context, rows, slots, window_bp=self.window_bp, resolutions=self.resolutions, w_max=self.w_max)

@@ -42,7 +42,7 @@ class PromoterInputs:
         return {"x": oriented_window_layout(genes["chrom"], genes["tss"], genes["strand"], window_bp=self.window_bp,
                                             bin_bp=self.bin_bp, base_bp=base_bp)}
 
-    def __call__(self, context: DataContext, rows: np.ndarray) -> ArrayDataset:
+    def __call__(self, context: DataContext, rows: np.ndarray, *, split: str = "train") -> ArrayDataset:
         genes = context.genes.iloc[rows]
         x = context.tracks.tss_windows(genes["chrom"], genes["tss"], genes["strand"], window_bp=self.window_bp, bin_bp=self.bin_bp)
         return ArrayDataset({"x": {"x": x}, "y": target_array(genes, context.target_column), "gene": np.asarray(rows, dtype=np.int64)})

@@ -23,8 +23,9 @@ by Hydra with keyword arguments, and satisfies ``InputBuilder``:
   these instead of recomputing a builder's geometry.
 - ``collate_fn(batch)``: what the DataLoader does with one ``Dataset.__getitems__`` result
   (the builders assemble whole batches in memory, so usually the identity).
-- ``__call__(context, rows) -> Dataset``: the split's dataset, items ``{"x": net keyword
-  inputs, "y": targets, "gene": gene-table rows, ...}``.
+- ``__call__(context, rows, *, split) -> Dataset``: the dataset of one split (``split`` is
+  its name: ``train`` is where training-time augmentation, e.g. reverse complements, may
+  apply), items ``{"x": net keyword inputs, "y": targets, "gene": gene-table rows, ...}``.
 
 ``problems(builder)`` lists what a builder lacks (empty: it satisfies the contract);
 ``check_builder`` raises one ``InputError`` naming them. Nothing in epx probes a builder
@@ -98,7 +99,7 @@ class InputBuilder(Protocol):
 
     def collate_fn(self, batch: Any) -> Any: ...
 
-    def __call__(self, context: Any, rows: np.ndarray) -> Any: ...
+    def __call__(self, context: Any, rows: np.ndarray, *, split: str = "train") -> Any: ...
 
 
 def problems(builder: object, known_sources: Sequence[str] | None = None) -> list[str]:

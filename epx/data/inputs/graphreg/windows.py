@@ -224,7 +224,7 @@ class GraphRegInputs:
             gene_target=genes[context.target_column].to_numpy(np.float32)[order],
         )
 
-    def __call__(self, context: DataContext, rows: np.ndarray) -> GraphRegWindows:
+    def __call__(self, context: DataContext, rows: np.ndarray, *, split: str = "train") -> GraphRegWindows:
         rows = np.asarray(rows, dtype=np.int64)
         genes = context.genes.iloc[rows].assign(row=rows)
         cage = context.cage
