@@ -23,6 +23,11 @@ Reading:
   writable folder). A gzip FASTA, a malformed one (text before the first ``>``, ragged line
   lengths inside a record) or a name listed twice is one ``InputError`` naming the file.
 
+Naming: ``match_chroms(fasta_sizes, chrom_sizes, what=, reference_what=, exact=False) ->
+{dataset chrom: FASTA name}`` reconciles the FASTA's names to the dataset's chromosome sizes
+(``1`` ↔ ``chr1``, as for bigWig headers) and refuses another assembly (shared chromosomes of
+other lengths) with one ``InputError`` naming both files and a few differing chromosomes.
+
 Writing: ``write_fasta(path, sequences, line_width=60) -> Path`` writes the records in
 ``sequences`` order, ``line_width`` bases a line, and its ``.fai`` (samtools' five columns,
 computed from the layout, not re-read); both atomically, the FASTA first, so a ``.fai``
@@ -35,6 +40,7 @@ Why pyfaidx: it is pure Python (no htslib to build, unlike pysam), reads the sam
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,6 +50,9 @@ import pyfaidx
 
 from epx.errors import InputError
 from epx.io.atomic import atomic_path, atomic_write
+from epx.io.naming import check_naming, reconcile
+
+log = logging.getLogger(__name__)
 
 N_CODE = 4
 LETTERS = b"ACGTN"  # code -> letter
@@ -237,3 +246,43 @@ def iter_spans(length: int, span: int) -> Iterator[tuple[int, int]]:
     """``[start, end)`` pieces of ``span`` bases covering ``[0, length)``."""
     for start in range(0, length, span):
         yield start, min(start + span, length)
+
+
+# ----------------------------------------------------------------------------- naming
+
+
+def match_chroms(
+    fasta_sizes: Mapping[str, int],
+    chrom_sizes: Mapping[str, int],
+    *,
+    what: str,
+    reference_what: str,
+    exact: bool = False,
+) -> dict[str, str]:
+    """``{chrom of chrom_sizes: its name in the FASTA}`` for every chromosome both have, the
+    FASTA's naming reconciled to ``chrom_sizes``' (``epx.io.naming.reconcile``, as the bigWig
+    headers are). A FASTA sharing no chromosome, or whose shared chromosomes differ in length
+    (another assembly), is one ``InputError`` naming both files; chromosomes it lacks are
+    read as N, with a warning."""
+    spelling = reconcile(chrom_sizes, fasta_sizes, exact=exact)
+    found = {chrom: name for chrom, name in spelling.items() if name is not None}
+    if not found:
+        check_naming(fasta_sizes, chrom_sizes, what=what, reference_what=reference_what)
+        raise InputError(f"{what} shares no chromosome with {reference_what}")  # check_naming raised already
+    differ = [(chrom, chrom_sizes[chrom], fasta_sizes[name]) for chrom, name in found.items() if int(chrom_sizes[chrom]) != int(fasta_sizes[name])]
+    if differ:
+        listed = ", ".join(f"{c}: {a:,} bp vs {b:,} bp" for c, a, b in differ[:4]) + (", …" if len(differ) > 4 else "")
+        raise InputError(
+            f"{what} is another assembly than {reference_what}: {len(differ)} of {len(found)} shared chromosome(s) differ "
+            f"in length ({reference_what} vs the FASTA: {listed}). Use the FASTA of the assembly the signals were mapped to "
+            "(hg19 for Roadmap: epx download hg19), or fix the chromosome sizes"
+        )
+    renamed = {a: b for a, b in found.items() if a != b}
+    if renamed:
+        pairs = ", ".join(f"{b} → {a}" for a, b in list(renamed.items())[:4])
+        log.warning("%s: %d chromosome(s) read under the dataset's naming (%s%s)", what, len(renamed), pairs, ", …" if len(renamed) > 4 else "")
+    lacking = [c for c in chrom_sizes if c not in found]
+    if lacking:
+        log.warning("%s lacks %d chromosome(s) of %s (%s%s); their sequence reads as N", what, len(lacking), reference_what,
+                    ", ".join(lacking[:4]), ", …" if len(lacking) > 4 else "")
+    return found

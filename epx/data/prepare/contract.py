@@ -13,6 +13,13 @@ no file), with its counts; ``cage_path(cell)`` the CAGE bigWig when present, els
 ``signal_chroms(cell, marks)`` is the set of chromosomes (in ``chrom_sizes``' naming) that at
 least one of those bigWigs has. ``chrom_names``: ``reconcile`` (default: ``1`` ↔ ``chr1``,
 ``MT`` ↔ ``chrM`` per record) or ``exact`` (only identical names match).
+
+The genome (optional, ``files.genome``: ``genome.fa`` + ``.fai``, read by ``epx.io.fasta``):
+``genome_path()`` is the FASTA when present, else None; ``check_genome(chrom_sizes=None, what=)
+-> {dataset chrom: FASTA name}`` refuses a missing FASTA (naming the path, the pattern and the
+download) and one of another assembly (``epx.io.fasta.match_chroms``: names reconciled as the
+bigWig headers are, lengths compared with ``chrom_sizes``; by default the ``chrom.sizes`` file,
+and with neither the FASTA's own names are the naming).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from epx.data.prepare.interactions import ContactFilter, InteractionAccount, pre
 from epx.io.bedpe import read_interactions
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.errors import InputError
+from epx.io.fasta import match_chroms, read_fasta_sizes
 from epx.io.naming import reconcile
 
 CHROM_NAMES = ("reconcile", "exact")
@@ -38,7 +46,9 @@ DEFAULT_FILES = {
     "interactions": "interactions/{cell}.bedpe",
     "chrom_sizes": "chrom.sizes",
     "cage": "cage/{cell}.bigwig",  # optional per-bin count target of GraphReg / Epi-CNN
+    "genome": "genome.fa",  # optional reference sequence (+ .fai) of the sequence models
 }
+GENOME_FIX = "epx download hg19 --dest {root} (UCSC hg19, for Roadmap), or put the assembly's FASTA there or set dataset.files.genome"
 
 
 @dataclass
@@ -88,6 +98,27 @@ class DatasetSpec:
     def cage_path(self, cell: str) -> Path | None:
         path = self.path("cage", cell=cell)
         return path if path.exists() else None
+
+    def genome_path(self) -> Path | None:
+        path = self.path("genome")
+        return path if path.exists() else None
+
+    def check_genome(self, chrom_sizes: Mapping[str, int] | None = None, *, what: str | None = None) -> dict[str, str]:
+        path = self.genome_path()
+        if path is None:
+            raise InputError(
+                f"dataset {self.name} has no genome FASTA at {self.path('genome')} (dataset.files.genome={self.files['genome']!r}); "
+                f"sequence models need one: {GENOME_FIX.format(root=self.root)}"
+            )
+        fasta_sizes = read_fasta_sizes(path)
+        sizes_path = self.path("chrom_sizes")
+        if what is None:  # the file the sizes came from, for the error message
+            what = str(sizes_path) if sizes_path.exists() else f"the bigWig headers of dataset {self.name}"
+        if chrom_sizes is None:
+            if not sizes_path.exists():
+                return {name: name for name in fasta_sizes}  # nothing to compare: the FASTA's naming is the dataset's
+            chrom_sizes = read_chrom_sizes(sizes_path)
+        return match_chroms(fasta_sizes, chrom_sizes, what=str(path), reference_what=what, exact=self.exact_names)
 
     # -- lifecycle -----------------------------------------------------------------------
     def materialize(self) -> "DatasetSpec":
