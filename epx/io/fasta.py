@@ -117,6 +117,16 @@ def _index_fresh(path: Path, fai: Path) -> bool:
     return fai.is_file() and fai.stat().st_mtime_ns >= path.stat().st_mtime_ns
 
 
+def _faidx(path: Path, **options) -> pyfaidx.Faidx:
+    """pyfaidx's index of ``path``, its errors turned into one ``InputError`` naming the file."""
+    try:
+        return pyfaidx.Faidx(str(path), **options)
+    except (pyfaidx.FastaIndexingError, UnicodeDecodeError) as err:
+        raise InputError(f"{path} is not a valid FASTA ({err}); every record must start with '>name' and keep one line length") from err
+    except ValueError as err:  # pyfaidx: 'Duplicate key "chr1"'
+        raise InputError(f"{path}: {err}; every record name (the first word after '>') must be unique") from err
+
+
 def ensure_index(path: str | os.PathLike) -> Path:
     """``path``'s ``.fai``, built (atomically) when missing or older than the FASTA."""
     path = Path(path)
@@ -129,9 +139,7 @@ def ensure_index(path: str | os.PathLike) -> Path:
         raise InputError(f"FASTA index {fai} {why} and {path.parent} is not writable; {INDEX_FIX.format(path=path)}")
     try:
         with atomic_path(fai) as tmp:
-            pyfaidx.Faidx(str(path), indexname=str(tmp), rebuild=True, build_index=True).close()
-    except (pyfaidx.FastaIndexingError, UnicodeDecodeError) as err:
-        raise InputError(f"{path} is not a valid FASTA ({err}); every record must start with '>name' and keep one line length") from err
+            _faidx(path, indexname=str(tmp), rebuild=True, build_index=True).close()
     except PermissionError as err:
         raise InputError(f"cannot write the FASTA index {fai} ({err}); {INDEX_FIX.format(path=path)}") from err
     return fai
@@ -139,12 +147,7 @@ def ensure_index(path: str | os.PathLike) -> Path:
 
 def _open(path: Path) -> pyfaidx.Faidx:
     ensure_index(path)
-    try:
-        return pyfaidx.Faidx(str(path), as_raw=True, rebuild=False, build_index=False)
-    except ValueError as err:  # pyfaidx: 'Duplicate key "chr1"'
-        raise InputError(f"{path}: {err}; every record name (the first word after '>') must be unique") from err
-    except pyfaidx.FastaIndexingError as err:
-        raise InputError(f"{path}: its index {path}.fai is unreadable ({err}); delete it (epx rebuilds it)") from err
+    return _faidx(path, as_raw=True, rebuild=False, build_index=False)
 
 
 # ----------------------------------------------------------------------------- reading
