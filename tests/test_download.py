@@ -293,3 +293,96 @@ def test_cli_download_roadmap(server, tmp_path, capsys):
         bad = parser.parse_args(["download", "roadmap", "--cells", "E000", "--marks", "H3K27ac",
                                  "--dest", str(tmp_path), "--base-url", server.url])
         bad.func(bad)
+
+
+# ---------------------------------------------------------------- the genome FASTA (epx download hg19)
+
+GENOME_FA = b">chr1\nACGTNacgtn\nAC\n>chr2\nGGGG\n"
+
+
+def serve_genome(fake: FakeServer, fasta: bytes = GENOME_FA, md5: str | None = None) -> tuple[str, bytes]:
+    """``hg19.fa.gz`` and its ``md5sum.txt`` at the manifest's paths; return the archive path and body."""
+    from epx.roadmap.genome import genome_remote
+
+    remote = genome_remote("hg19", base_urls=[fake.url])
+    path = remote.url.removeprefix(fake.url)
+    body = gzip.compress(fasta + b">pad\n" + b"ACGT" * 3000 + b"\n", mtime=0)  # a few KB: room to drop mid-way
+    fake.files[path] = body
+    listed = md5 or hashlib.md5(body).hexdigest()
+    fake.files[remote.checksums_url.removeprefix(fake.url)] = f"{listed}  hg19.fa.gz\nffff  hg19.2bit\n".encode()
+    return path, body
+
+
+def _download_genome(fake, root, **kw):
+    from epx.roadmap.genome import download_genome
+
+    return download_genome(root, "hg19", base_urls=[fake.url], retries=kw.pop("retries", 2), backoff_s=0, timeout=5, progress=False, **kw)
+
+
+def test_genome_download_unpacks_fasta_and_index_then_makes_no_request(server, tmp_path):
+    from epx.io.fasta import FastaFile, decode
+
+    path, _ = serve_genome(server)
+    fasta = _download_genome(server, tmp_path)
+    assert fasta == tmp_path / "genome.fa" and (tmp_path / "genome.fa.fai").is_file() and (tmp_path / "raw/hg19.fa.gz").is_file()
+    with FastaFile(fasta) as f:
+        assert f.sizes["chr1"] == 12 and decode(f.codes("chr1")) == b"ACGTNACGTNAC"
+    assert any(p.endswith("md5sum.txt") for p, _ in server.requests)  # verified against the published md5
+    ledger = json.loads((tmp_path / dl.LEDGER_NAME).read_text())["files"]
+    assert ledger["genome.fa"]["from_md5"] == ledger["raw/hg19.fa.gz"]["md5"] is not None
+    server.requests.clear()
+    (tmp_path / "genome.fa.fai").unlink()
+    assert _download_genome(server, tmp_path) == fasta
+    assert server.requests == [] and (tmp_path / "genome.fa.fai").is_file()  # offline; the index rebuilt
+
+
+def test_genome_with_wrong_published_md5_is_refused(server, tmp_path):
+    serve_genome(server, md5="0" * 32)
+    with pytest.raises(ValueError, match="differs from the published"):
+        _download_genome(server, tmp_path, retries=1)
+    assert not (tmp_path / "genome.fa").exists()
+
+
+def test_genome_download_resumes_after_a_dropped_connection(server, tmp_path):
+    path, body = serve_genome(server)
+    server.drop_after[path] = len(body) // 3
+    _download_genome(server, tmp_path)
+    assert (path, f"bytes={len(body) // 3}-") in server.requests
+    assert (tmp_path / "genome.fa").read_bytes().startswith(GENOME_FA)
+
+
+def test_killed_decompression_leaves_no_fasta_and_rerun_makes_no_transfer(server, tmp_path, monkeypatch):
+    import epx.roadmap.genome as genome
+
+    path, _ = serve_genome(server)
+
+    def killed(src, out, length=0):
+        out.write(b">chr1\nAC")
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(genome.shutil, "copyfileobj", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _download_genome(server, tmp_path)
+    assert not (tmp_path / "genome.fa").exists() and not list(tmp_path.glob(".genome.fa*"))
+    server.requests.clear()
+    _download_genome(server, tmp_path)
+    assert [p for p, _ in server.requests if p == path] == []  # the verified archive is reused
+    assert (tmp_path / "genome.fa").read_bytes().startswith(GENOME_FA)
+
+
+def test_changed_genome_fasta_is_unpacked_again(server, tmp_path):
+    serve_genome(server)
+    fasta = _download_genome(server, tmp_path)
+    fasta.write_bytes(b">chr1\nAC\n")  # truncated or edited: no longer the recorded unpacking
+    _download_genome(server, tmp_path)
+    assert fasta.read_bytes().startswith(GENOME_FA)
+
+
+def test_cli_download_hg19(server, tmp_path, capsys):
+    serve_genome(server)
+    parser = argparse.ArgumentParser(prog="epx")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["download", "hg19", "--dest", str(tmp_path), "--base-url", server.url, "--no-progress"])
+    assert args.func(args) == 0
+    assert (tmp_path / "genome.fa.fai").is_file() and "dataset.files.genome=genome.fa" in capsys.readouterr().out

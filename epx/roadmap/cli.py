@@ -4,6 +4,8 @@
 
 - ``download roadmap --cells E003,E114 --marks H3K4me3,H3K27ac --dest data/roadmap
   [--signal tagalign|fc] [--base-url URL | NAME=URL ...]``
+- ``download hg19 --dest data/roadmap [--base-url URL]``: UCSC's hg19 FASTA, unpacked into the
+  dataset contract's ``genome.fa`` + ``.fai`` (``epx.roadmap.genome``), for sequence models.
 - ``convert tagalign IN OUT --chrom-sizes F [--extend N] [--skip-unknown-chroms]``
 - ``convert gtf IN OUT [--all-genes] [--ucsc-names]``
 - ``convert interactions IN OUT --format pchic|hichip|hicdcplus|custom [column options]``
@@ -29,6 +31,7 @@ from epx.data.prepare.interactions import SCORE_FILTERS
 from epx.convert.tagalign import tagalign_to_bigwig
 from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.roadmap.download import download_roadmap, load_manifest
+from epx.roadmap.genome import download_genome
 
 
 def _outdated(out: Path, src: Path) -> bool:
@@ -81,6 +84,12 @@ def _cmd_download_roadmap(args: argparse.Namespace) -> int:
     print(f"{len(files)} files verified in {args.dest}")
     if args.signal == "tagalign":
         print(f"next: epx convert roadmap --dest {args.dest}")
+    return 0
+
+
+def _cmd_download_genome(args: argparse.Namespace) -> int:
+    fasta = download_genome(args.dest, args.source, base_urls=args.base_url, retries=args.retries, progress=not args.no_progress)
+    print(f"{fasta} (+ .fai) verified: the dataset's genome (dataset.files.genome={fasta.name})")
     return 0
 
 
@@ -150,6 +159,13 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     roadmap.add_argument("--retries", type=int, default=5)
     roadmap.add_argument("--no-progress", action="store_true")
     roadmap.set_defaults(func=_cmd_download_roadmap)
+    for genome in sorted(load_manifest()["genomes"]):
+        fasta = sources.add_parser(genome, help=f"UCSC {genome} reference FASTA -> genome.fa + .fai (for sequence models)")
+        fasta.add_argument("--dest", type=Path, default=Path("data/roadmap"), help="the dataset folder")
+        fasta.add_argument("--base-url", action="append", default=[], metavar="URL|NAME=URL", help="mirror of UCSC's bigZips (ucsc=URL)")
+        fasta.add_argument("--retries", type=int, default=5)
+        fasta.add_argument("--no-progress", action="store_true")
+        fasta.set_defaults(func=_cmd_download_genome)
 
     convert = subparsers.add_parser("convert", help="convert lab formats into the dataset contract")
     kinds = convert.add_subparsers(dest="kind", required=True, metavar="KIND")
