@@ -36,6 +36,7 @@ from hydra.utils import instantiate
 
 from conftest import REPO
 from epx.cli import compose
+from epx.data.genome import GenomeSequence
 from epx.data.inputs.context import DataContext
 from epx.data.inputs.protocol import InputBuilder, check_builder, problems
 from epx.data.sources import SOURCES
@@ -104,7 +105,10 @@ def _context(target_column: str) -> DataContext:
     rng = np.random.default_rng(1)
     tracks = SignalTracks({c: rng.gamma(0.5, 2.0, (n // 100, len(MARKS))).astype(np.float32) for c, n in SIZES.items()}, MARKS)
     genes = _genes()
-    return DataContext.of(genes, cell="E003", marks=MARKS, target_column=target_column, tracks=tracks, contacts=_contacts(genes))
+    genome = GenomeSequence({c: rng.integers(0, 5, n).astype(np.uint8) for c, n in SIZES.items()})
+    # every source a builder may declare; the DataModule would load only the declared ones
+    return DataContext.of(genes, cell="E003", marks=MARKS, target_column=target_column, tracks=tracks,
+                          contacts=_contacts(genes), genome=genome)
 
 
 def _cfg(model: str, task: str):
