@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from epx.io.fasta import N_CODE, onehot, reverse_complement
+from epx.io.fasta import N_CODE
 
 
 class GenomeSequence:
@@ -64,8 +64,13 @@ class GenomeSequence:
 
     def onehot(self, chroms, starts, length: int, reverse=None) -> np.ndarray:
         codes = self.codes(chroms, starts, length)
-        if reverse is not None:
-            rev = np.asarray(reverse, dtype=bool)
-            if rev.any():
-                codes[rev] = reverse_complement(codes[rev])
-        return onehot(codes)
+        rev = np.zeros(codes.shape[0], bool) if reverse is None else np.asarray(reverse, dtype=bool)
+        if rev.any():
+            codes[rev] = codes[rev, ::-1]  # reversed here (uint8, cheap), complemented in the compare below
+        out = np.empty((codes.shape[0], 4, codes.shape[1]), np.float32)
+        for base in range(4):
+            # A reversed row matches the complement (3 - base): the one-hot of the reverse
+            # complement without a lookup-table pass over the codes. N (4) matches nothing.
+            target = np.where(rev, 3 - base, base).astype(np.uint8)[:, None]
+            np.equal(codes, target, out=out[:, base, :])
+        return out
