@@ -11,7 +11,8 @@ the dataset contract's ``genome.fa`` (+ ``genome.fa.fai``) in ``dest`` and retur
   ``dest/.epx-download.json``, as every Roadmap file is; it stays in ``raw/``.
 - It is then decompressed into ``genome.fa`` atomically (``epx.io.atomic``: a killed run
   leaves no half FASTA under that name; the next run decompresses again, with no new
-  transfer) and indexed (``epx.io.fasta.ensure_index``: pyfaidx, a few minutes for hg19).
+  transfer) and indexed by pyfaidx (``epx.io.fasta.ensure_index``; ~6 s per Gb in
+  ``benchmarks/bench_genome.py``).
   The unpacked FASTA is recorded in the ledger with its size and the archive's md5, so a
   second call returns at once, opening no connection; a FASTA that no longer matches its
   record (or an archive with another md5) is unpacked again.
