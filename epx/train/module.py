@@ -17,6 +17,12 @@ Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``; ``predict_s
 per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``. A net may define
 ``penalty()``, a regularisation term added to the training loss.
 
+``prior`` (optional, e.g. ``epx.train.priors.FourierAttributionPrior``): a term on the input
+gradients. When set, ``training_step`` makes ``batch["x"][prior.input_key]`` require grad
+(a detached copy) before the forward, adds ``prior(net, inputs, out)`` (differentiable, the
+gradient's graph kept) to the loss and logs it as ``train/prior``. Without one (the default)
+training is exactly as before.
+
 A training loss that is NaN or inf stops the job: ``training_step`` raises
 ``epx.errors.NonFiniteLossError`` giving the global step, epoch, batch and loss value and the
 fixes (lower the learning rate, check the inputs for NaN, clip gradients with
@@ -46,6 +52,7 @@ class EpxModule(L.LightningModule):
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/loss",
         provenance: dict | None = None,
+        prior=None,
     ):
         super().__init__()
         # logger=False: the run logs the whole resolved config itself
@@ -55,6 +62,7 @@ class EpxModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
+        self.prior = prior
         self.val_metrics = objective.metrics().clone(prefix="val/")
         self.test_metrics = objective.metrics().clone(prefix="test/")
 
@@ -69,7 +77,15 @@ class EpxModule(L.LightningModule):
         return int(batch["y"].shape[0])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.objective.loss(self(batch["x"]), batch)
+        if self.prior is None:
+            loss = self.objective.loss(self(batch["x"]), batch)
+        else:
+            inputs = dict(batch["x"])
+            inputs[self.prior.input_key] = inputs[self.prior.input_key].detach().requires_grad_(True)
+            out = self(inputs)
+            prior = self.prior(self.net, inputs, out)
+            self.log("train/prior", prior, on_step=False, on_epoch=True, batch_size=self._batch_size(batch))
+            loss = self.objective.loss(out, batch) + prior
         if hasattr(self.net, "penalty"):  # e.g. the ridge term of the linear baseline
             loss = loss + self.net.penalty()
         if not torch.isfinite(loss.detach()).all():
