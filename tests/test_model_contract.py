@@ -47,6 +47,7 @@ from epx.data.tracks import SignalTracks
 from epx.io.bedpe import COLUMNS as BEDPE_COLUMNS
 from epx.io.bedpe import read_interactions
 from epx.run import train
+from epx.train.module import Penalized
 from test_train import job_cfg
 
 MODEL_CONFIGS = sorted((REPO / "conf" / "model").glob("*.yaml"))  # not recursive: skips scheduler/
@@ -130,8 +131,10 @@ def _check_output(out: torch.Tensor, objective, batch: dict) -> None:
     y = batch["y"]
     if y.dim() == 1:  # one target per gene
         assert tuple(out.shape) == (y.shape[0], objective.out_dim)
-    else:  # per-bin targets (B, S) of the middle nodes: the net predicts every node
+    elif y.dim() == 2:  # per-bin targets (B, S) of the middle nodes: the net predicts every node
         assert out.dim() == 2 and out.shape[0] == y.shape[0] and out.shape[1] >= y.shape[1]
+    else:  # per-bin tracks (B, T, n_bins): the net predicts each track at each bin
+        assert tuple(out.shape) == tuple(y.shape)
     pred, target, gene = objective.gene_outputs(out, batch)
     assert pred.dim() == target.dim() == gene.dim() == 1
     assert len(pred) == len(target) == len(gene) == len(batch["gene"]) > 0
@@ -155,7 +158,7 @@ def test_config_builder_batch_net_objective(model, task):
     _check_output(out, objective, batch)
 
     loss = objective.loss(out, batch)
-    if hasattr(net, "penalty"):
+    if isinstance(net, Penalized):
         loss = loss + net.penalty()
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
@@ -186,7 +189,8 @@ def test_config_builder_batch_net_objective(model, task):
     assert all(torch.equal(state[k], other_state[k]) for k in state), "reset_parameters is not deterministic"
 
     summary = net.extra_repr()
-    assert f"n_marks={len(MARKS)}" in summary and summary in repr(net)
+    # a histone net names its marks, a sequence net the tracks it predicts from them
+    assert (f"n_marks={len(MARKS)}" in summary or f"n_tracks={len(MARKS)}" in summary) and summary in repr(net)
 
 
 @pytest.mark.parametrize("model,task", FIRST_TASK)

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from epx.errors import InputError
+from epx.models.graphreg import EpiGraphReg
 from epx.explain.adapters import ChromoformerAdapter, GraphRegAdapter
 from epx.explain.attribution import Attribution, attribute
 
@@ -77,7 +78,7 @@ def pcre_table(job, rows, attribution: Attribution | None = None, *, batch_size:
 
 def graph_attention(job, rows, *, batch_size: int | None = None) -> pd.DataFrame:
     _require(job, GraphRegAdapter, "graph attention", "it applies to GraphReg (graphreg, graphreg_gatv2); for Chromoformer use pcre_table")
-    if not len(getattr(job.net, "gat_layers", ())):
+    if not isinstance(job.net, EpiGraphReg):
         raise InputError(
             f"graph attention does not apply to model {job.model!r}: its net has no graph-attention layers "
             "(Epi-CNN is GraphReg's no-graph control); it applies to graphreg and graphreg_gatv2"

@@ -34,12 +34,20 @@ scalar, which on a GPU is a synchronisation per step; a diverged run costs far m
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import lightning as L
 import torch
 from torch import nn
 
 from epx.errors import NonFiniteLossError
+
+
+@runtime_checkable
+class Penalized(Protocol):
+    """A net with a regularisation term added to its training loss (the linear baseline's ridge)."""
+
+    def penalty(self) -> torch.Tensor: ...
 
 
 class EpxModule(L.LightningModule):
@@ -86,7 +94,7 @@ class EpxModule(L.LightningModule):
             prior = self.prior(self.net, inputs, out)
             self.log("train/prior", prior, on_step=False, on_epoch=True, batch_size=self._batch_size(batch))
             loss = self.objective.loss(out, batch) + prior
-        if hasattr(self.net, "penalty"):  # e.g. the ridge term of the linear baseline
+        if isinstance(self.net, Penalized):
             loss = loss + self.net.penalty()
         if not torch.isfinite(loss.detach()).all():
             raise NonFiniteLossError(
