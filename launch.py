@@ -6,9 +6,7 @@ Composes ``conf/config.yaml`` and runs one job (``epx.run.train``) per override 
 import hydra
 from omegaconf import DictConfig
 
-import epx.analysis.grid  # noqa: F401  (the epx.* resolvers of conf/hydra, before Hydra resolves anything)
-import epx.selection  # noqa: F401  (registers the config resolvers)
-import epx.threads  # noqa: F401
+import epx.config  # noqa: F401  (every resolver of conf/, before Hydra composes anything)
 from epx.cli import run_job
 
 

@@ -41,7 +41,7 @@ RECIPES = {
 
 def epochs(model: str) -> tuple[int, int, str]:
     """(max_epochs, the earliest early stop, the recipe) of ``model``'s recipe."""
-    from epx.cli import compose
+    from epx.config import compose
 
     recipe = RECIPES.get(model, [f"model={model}"])
     cfg = compose(recipe)

@@ -73,7 +73,7 @@ def n_genes(batch) -> int:
 def build(model: str, overrides: list[str]):
     from hydra.utils import instantiate
 
-    from epx.cli import compose
+    from epx.config import compose
     from epx.run import objective_config
 
     cfg = compose([f"model={model}", "logger=none", *overrides])

@@ -4,7 +4,8 @@ Training itself is ``python launch.py …`` (Hydra owns that command line). ``ru
 glue between Hydra and ``epx.run.train``: in a single run, bad input ends the process with
 one line naming the problem and exit code 2 (a diverged training, ``NonFiniteLossError``:
 exit code 1); in a multirun the error is recorded in the job's metrics.json and re-raised so
-the other jobs of the grid still run.
+the other jobs of the grid still run. Composing configs is ``epx.config``'s; this module only
+reads command lines, and nothing imports it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("epx")
 
 
@@ -35,23 +33,11 @@ def run_job(cfg) -> float | None:
     return record.primary_value
 
 
-def compose(overrides: list[str]):
-    """The job config for ``overrides`` without running Hydra's app (for CLI tools and tests)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import epx.analysis.grid  # noqa: F401  (resolvers of conf/hydra)
-    import epx.selection  # noqa: F401  (resolvers)
-    import epx.threads  # noqa: F401
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
-
-
 def prepare(argv: list[str]) -> int:
     """``epx prepare dataset=... cell=E003,E114 [mark=...]``: build each cell's cache now."""
     from hydra.utils import instantiate
 
+    from epx.config import compose
     from epx.constants import MARKS
     from epx.data.prepare.cache import CellCache
     from epx.errors import InputError

@@ -19,15 +19,12 @@ first minutes, e.g. while the cache is built — and ``epx summarize`` reports i
 (``epx.analysis.collect``).
 
 Resumable, idempotent jobs (issue 12). ``config_digest(cfg)`` is the sha256 of the job's
-resolved config without what says *where* rather than *what*: ``MACHINE_KEYS`` (``hydra``,
-``paths.*``, ``dataset.root``, the run controls ``sweep``/``rerun``/``threads``, and
-``logger``/``tags``, which change how a job is logged, not what it computes, and ``analysis``,
-what is done with the model once trained, and ``compute``/``data.pin_memory``: TF32,
-``torch.compile`` and pinned batches change how fast a job computes, not what). They are left
-out, and values that interpolate them are resolved against placeholders (the checkpoint dir
-``${paths.output_dir}/checkpoints`` becomes ``<paths.output_dir>/checkpoints``), so no machine
-path leaks into the digest either: the
-same study moved to another disk or mount point (a cluster) keeps its digest; another
+resolved config without the keys that say how or where it runs rather than what it computes:
+``epx.config.RUN_KEYS``, the one list that also keeps them out of a named sweep's job-dir
+names and out of ``epx diff``'s comparison. They are left out, and values that interpolate
+them are resolved against placeholders (the checkpoint dir ``${paths.output_dir}/checkpoints``
+becomes ``<paths.output_dir>/checkpoints``), so no machine path leaks into the digest either:
+the same study moved to another disk or mount point (a cluster) keeps its digest; another
 dataset under another root does not change it (use another sweep name for other data).
 
 ``plan(cfg, job_dir)`` decides, before anything in the job dir is touched, from the record
@@ -78,6 +75,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from epx.config import RUN_KEYS
 from epx.errors import InputError
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
@@ -142,9 +140,6 @@ INTERRUPTED = (
 
 # -- the job's identity: config digest, W&B run id -------------------------------------------
 
-# What says where a job runs or how it is logged, not what it computes (see the module doc).
-# ``analysis``: what is done with the trained model afterwards (epx explain), not how it is trained.
-MACHINE_KEYS: tuple[str, ...] = ("hydra", "paths", "dataset.root", "sweep", "rerun", "threads", "logger", "tags", "analysis", "compute", "data.pin_memory")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -171,20 +166,20 @@ def _drop(plain: dict, key: str, replace=None) -> None:
 
 
 def digest_config(cfg: DictConfig) -> dict:
-    """The resolved job config that ``config_digest`` hashes: without ``MACHINE_KEYS``, and
+    """The resolved job config that ``config_digest`` hashes: without the run keys, and
     whatever interpolated them resolved against placeholders (``<paths.cache_dir>``)."""
     plain = OmegaConf.to_container(cfg, resolve=False)
-    for key in MACHINE_KEYS:
-        _drop(plain, key, lambda node, key=key: _placeholders(node, key))
+    for entry in RUN_KEYS:
+        _drop(plain, entry.key, lambda node, key=entry.key: _placeholders(node, key))
     plain.pop("hydra", None)
     resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True, throw_on_missing=False)
-    for key in MACHINE_KEYS:
-        _drop(resolved, key)
+    for entry in RUN_KEYS:
+        _drop(resolved, entry.key)
     return resolved
 
 
 def config_digest(cfg: DictConfig) -> str:
-    """sha256 (hex) of the job's resolved config without machine paths (``MACHINE_KEYS``)."""
+    """sha256 (hex) of the job's resolved config without the run keys (``epx.config.RUN_KEYS``)."""
     text = json.dumps(digest_config(cfg), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -4,15 +4,15 @@ Contract: ``parse_marks(value) -> tuple[str, ...]`` accepts one mark (``H3K4me3`
 ``+``-joined combination (``H3K4me3+H3K27ac``), a list, or ``all``; the result is in the
 canonical ``MARKS`` order, so equal combinations are one experiment. ``mark_label(marks)``
 is the inverse used in tables (``all`` for the seven). ``check_cell`` and ``check_fold``
-raise ``InputError`` listing the valid values. Also registers the OmegaConf resolvers that
-configs use (``${n_marks:${mark}}``, ``${div:a,b}``).
+raise ``InputError`` listing the valid values. ``n_marks(value)`` is the resolver
+``${n_marks:${mark}}`` (registered by ``epx.config``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import ListConfig
 
 from epx.constants import MARKS
 from epx.errors import InputError
@@ -56,18 +56,9 @@ def check_fold(fold, n_folds: int) -> int:
     return k
 
 
-def _n_marks(value) -> int:
+def n_marks(value) -> int:
+    """The number of marks of ``value`` (the net's input channels); 1 for a bad one."""
     try:
         return len(parse_marks(value))
     except InputError:
         return 1  # the job's own validation reports the bad mark with the full message
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("n_marks"):
-        OmegaConf.register_new_resolver("n_marks", _n_marks)
-    if not OmegaConf.has_resolver("div"):
-        OmegaConf.register_new_resolver("div", lambda a, b: int(a) // int(b))
-
-
-register_resolvers()

@@ -17,16 +17,15 @@ launcher gives it:
 - any other launcher (the basic one runs one job at a time): ``$EPX_THREADS`` as set in the
   shell, else "" (torch's default).
 
-``threads=4`` on the command line overrides all of this. ``register_resolvers()`` registers
-``epx.launcher_threads`` and ``epx.cpus_per_job`` (importing this module does it).
+``threads=4`` on the command line overrides all of this. ``epx.config`` registers
+``launcher_threads`` and ``cpus_per_job`` as the resolvers ``epx.launcher_threads`` and
+``epx.cpus_per_job``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-
-from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +82,3 @@ def launcher_threads(launcher) -> str:
     if "submitit" in target and launcher.get("cpus_per_task"):
         return str(int(launcher.get("cpus_per_task")))
     return os.environ.get("EPX_THREADS", "")
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("epx.cpus_per_job"):
-        OmegaConf.register_new_resolver("epx.cpus_per_job", cpus_per_job)
-    if not OmegaConf.has_resolver("epx.launcher_threads"):
-        OmegaConf.register_new_resolver("epx.launcher_threads", launcher_threads)
-
-
-register_resolvers()

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from epx.cli import CONF_DIR, compose
+from epx.config import CONF_DIR, compose
 from epx.errors import InputError
 from epx.run import validate
 from epx.selection import mark_label, parse_marks

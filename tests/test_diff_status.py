@@ -17,7 +17,7 @@ from conftest import REPO
 from epx.analysis.diff import diff_text, flatten
 from epx.analysis.grid import write_grid
 from epx.analysis.status import eta, job_states, status_text
-from epx.cli import compose
+from epx.config import compose
 from epx.cli import main as epx
 from epx.record import JobRecord
 

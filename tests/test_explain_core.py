@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import write_folder
-from epx.cli import compose
+from epx.config import compose
 from epx.errors import InputError
 from epx.explain import (
     METHODS, ExplainJob, attribute, attribution_bigwigs, gene_tracks, graph_attention, mark_tracks, pcre_table, perturb, profile,

@@ -170,7 +170,7 @@ def test_running_job_on_another_host_cannot_be_judged_and_stays_running(tmp_path
 
 
 def test_non_finite_loss_fails_the_job_with_the_step(tmp_path, small_synthetic, monkeypatch):
-    from epx.cli import compose
+    from epx.config import compose
     from epx.models.promoter_cnn import PromoterCNN
     from epx.run import train
 
@@ -200,7 +200,7 @@ def test_non_finite_loss_fails_the_job_with_the_step(tmp_path, small_synthetic, 
 
 
 def test_huge_learning_rate_fails_the_job_not_a_nan_metric(tmp_path, small_synthetic):
-    from epx.cli import compose
+    from epx.config import compose
     from epx.run import train
 
     cfg = compose(

@@ -85,7 +85,7 @@ def test_both_models_run_on_the_real_e003_slice(tmp_path, e003_demo):
 
 
 def test_paper_recipe_composes_for_both_models():
-    from epx.cli import compose
+    from epx.config import compose
 
     for model in ("graphreg", "epi_cnn"):
         cfg = compose(["experiment=graphreg_paper", f"model={model}", "mark=all"])
@@ -96,7 +96,7 @@ def test_paper_recipe_composes_for_both_models():
 
 
 def test_distal_benchmark_recipe_differs_between_models_only_in_the_graph():
-    from epx.cli import compose
+    from epx.config import compose
 
     gatv2 = compose(["experiment=graphreg_distal"])
     gat = compose(["experiment=graphreg_distal", "model=graphreg"])

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from omegaconf import OmegaConf
 
 from conftest import REPO
 from epx.analysis.collect import collect_rows
 from epx.analysis.grid import job_name, job_subdir
-from epx.cli import compose
+from epx.config import compose
 from epx.errors import InputError
 from epx.job import checkpoint_readable, config_digest, plan
 from epx.record import JobRecord
@@ -138,7 +138,7 @@ def test_summary_of_override_named_job_dirs(study):
     table = pd.read_csv(sweep / "summary.csv")
     assert len(table) == 2 and set(table.status) == {"ok"} and table.test_pearson.notna().all()
     grid = json.loads((sweep / "grid.json").read_text())["jobs"]
-    exclude = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
+    exclude = list(OmegaConf.load(sweep / "multirun.yaml").hydra.job.config.override_dirname.exclude_keys)  # ${epx.run_override_keys:}
     names = [job_subdir(job, exclude) for job in grid]  # the callback's names = Hydra's dirs
     assert names == [study["done"].name, study["killed"].name] == list(table.job)
     assert [row["job"] for row in collect_rows(sweep)] == names

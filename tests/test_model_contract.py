@@ -35,7 +35,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import REPO
-from epx.cli import compose
+from epx.config import compose
 from epx.data.genome import GenomeSequence
 from epx.data.inputs.context import DataContext
 from epx.data.inputs.protocol import InputBuilder, check_builder, problems

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from conftest import REPO
-from epx.cli import CONF_DIR, compose
+from epx.config import CONF_DIR, compose
 from epx.run import validate
 from epx.selection import mark_label, parse_marks
 

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import open_dict
 
 from conftest import REPO
-from epx.cli import compose
+from epx.config import compose
 from epx.errors import InputError
 from epx.record import SCHEMA_VERSION, JobRecord
 from epx.run import train

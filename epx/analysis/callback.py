@@ -55,7 +55,6 @@ from omegaconf import DictConfig, OmegaConf
 from epx.analysis.grid import (
     expand_overrides,
     grid_identity,
-    is_named,
     job_subdir,
     merge_grid,
     read_grid,
@@ -63,6 +62,7 @@ from epx.analysis.grid import (
     write_grid,
 )
 from epx.analysis.summary import log_summary_if_jobs_did, summarize, summarize_quietly
+from epx.config import is_named
 from epx.errors import InputError
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError

@@ -8,7 +8,7 @@ Each of ``A`` and ``B`` is, in this order:
 - a **sweep dir** (``epx.analysis.collect.collect_rows`` accepts it: ``grid.json``,
   ``multirun.yaml`` or job dirs);
 - otherwise a **composition**: a space-separated override list (shell quoting allowed)
-  composed with ``epx.cli.compose``, e.g. ``"experiment=chromoformer_paper"``; ``""`` is the
+  composed with ``epx.config.compose``, e.g. ``"experiment=chromoformer_paper"``; ``""`` is the
   default config. A word without ``=`` (not a ``~key`` deletion) is taken for a path, and a
   path that does not exist, or exists but is neither a job nor a sweep dir, or overrides that
   do not compose, is one line on stderr and exit code 2 (``DiffError``). A sweep is compared
@@ -21,15 +21,24 @@ A config is compared **resolved** and **flattened**: one ``dotted.key: value`` l
 that reference so a difference is shown once, at the key it repeats; a value that cannot be
 resolved outside its job (``${hydra:…}``) is kept as written.
 
-**Machine paths** — where things are, not what the job is — are left out of the comparison:
-the ``paths`` and ``hydra`` subtrees, ``dataset.root``, the run controls of a resumable grid
-(``sweep``, ``rerun``, ``threads``: where and how a job runs), every value that interpolates
-``${paths.…}``, ``${hydra:…}`` or ``${dataset.root}`` (``data.cache_dir``,
-``callbacks.checkpoint.dirpath``, ``dataset.spec.root``), and every string that is an
-absolute path at or under one of that config's own machine dirs (its ``paths.*`` values and
-``dataset.root``, and for a job dir the dir that holds it). Machine paths that differ are
-named in one note at the end; ``--with-paths`` compares them too. The same rule decides which
-overrides may differ between matched sweep jobs without making them different jobs.
+**Run keys** (``epx.config.RUN_KEYS``: how or where a job runs, not what it computes — the
+keys a job's config digest and its named-sweep dir name leave out too) never count as a
+difference between two jobs:
+
+- ``where`` keys — machine paths and run controls (the ``paths`` and ``hydra`` subtrees,
+  ``dataset.root``, ``data.cache_dir``, ``sweep``, ``rerun``, ``threads``, workers), every
+  value that interpolates one (``${paths.…}``, ``${hydra:…}``, ``${dataset.root}``:
+  ``dataset.spec.root``, ``callbacks.checkpoint.dirpath``), and every string that is an
+  absolute path at or under one of that config's own machine dirs (its ``where`` values, and
+  for a job dir the dir that holds it) — are left out of the comparison; those that differ
+  are named in one note at the end; ``--with-paths`` compares them too;
+- ``how`` keys (``compute``, ``data.pin_memory``, ``trainer.accelerator``, console and
+  logging settings, ``logger``, ``tags``, ``analysis``) that differ are shown after the
+  config difference, under their own heading, as ``-key: A`` / ``+key: B`` lines (a markdown
+  table with ``--markdown``).
+
+The same rule decides which overrides may differ between matched sweep jobs without making
+them different jobs.
 
 Output: a unified diff (``difflib``) of the two flat YAML dumps, labelled ``A: …`` / ``B: …``;
 or, with ``--markdown``, a table ``key | A | B`` for a review comment. When both sides are
@@ -67,14 +76,13 @@ import yaml
 
 from epx.analysis.collect import IDENTITY_COLUMNS, METRIC_ORDER, canonical_mark, collect_rows
 from epx.analysis.grid import expected_grid, read_yaml
+from epx.config import RUN_KEYS, compose, is_run_key, run_key
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
 
-MACHINE_SUBTREES = ("paths", "hydra")
-# dataset.root; and the run controls of resumable grids (epx.job): the sweep's name, rerun, threads
-MACHINE_KEYS = ("dataset.root", "sweep", "rerun", "threads")
-# a value built from a machine path is one too
-MACHINE_REFERENCE = re.compile(r"\$\{\s*(paths\.|hydra:|dataset\.root\s*\})")
+WHERE_KEYS = tuple(entry.key for entry in RUN_KEYS if entry.kind == "where")
+# a value built from a machine path or run control is one too: ${paths.…}, ${hydra:…}, ${dataset.root}
+MACHINE_REFERENCE = re.compile(r"\$\{\s*(hydra:|" + "|".join(re.escape(key) + r"[.}\s]" for key in WHERE_KEYS) + ")")
 # ${a.b.c}: a value that only repeats another key of the config
 ALIAS = re.compile(r"^\$\{([A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*)\}$")
 ABSENT = object()
@@ -131,38 +139,43 @@ def _under(value: Any, roots: Sequence[Path]) -> bool:
     return path is not None and any(path == root or root in path.parents for root in roots)
 
 
+def _kind(key: str) -> str | None:
+    entry = run_key(key)
+    return entry.kind if entry is not None else None
+
+
 @dataclass
 class FlatConfig:
-    """A config as ``{dotted key: resolved value}``: what is compared, and the machine paths."""
+    """A config as ``{dotted key: resolved value}``: what is compared (``values``), the machine
+    paths and run controls (``machine``: the ``where`` run keys) and how the job runs (``how``)."""
 
     values: dict[str, Any]
     machine: dict[str, Any]
+    how: dict[str, Any] = field(default_factory=dict)
 
 
 def flatten(cfg, extra_roots: Sequence[Path] = ()) -> FlatConfig:
     """``cfg`` (a DictConfig) resolved and flattened, machine paths apart (module doc)."""
     from omegaconf import OmegaConf
 
-    import epx.selection  # noqa: F401  (registers the resolvers configs use)
-
     raw = OmegaConf.to_container(cfg, resolve=False)
     leaves = {key: (value, _resolve_leaf(cfg, key, value)) for key, value in _leaves(raw)}
     roots = [*extra_roots]
     for key, (_, value) in leaves.items():
-        if key.split(".")[0] == "paths" or key in MACHINE_KEYS:
+        if _kind(key) == "where":
             path = _absolute(value)
             if path is not None and path != Path("/"):
                 roots.append(path)
-    values, machine = {}, {}
+    flat = FlatConfig({}, {}, {})
     for key, (raw_value, value) in leaves.items():
         is_machine = (
-            key.split(".")[0] in MACHINE_SUBTREES
-            or key in MACHINE_KEYS
+            _kind(key) == "where"
             or (isinstance(raw_value, str) and MACHINE_REFERENCE.search(raw_value) is not None)
             or _under(value, roots)
         )
-        (machine if is_machine else values)[key] = value
-    return FlatConfig(values, machine)
+        bucket = flat.machine if is_machine else flat.how if _kind(key) == "how" else flat.values
+        bucket[key] = value
+    return flat
 
 
 def fmt(value: Any) -> str:
@@ -240,8 +253,6 @@ def _looks_like_path(argument: str) -> bool:
 
 
 def compose_side(argument: str) -> Side:
-    from epx.cli import compose
-
     try:
         overrides = shlex.split(argument)
     except ValueError as err:
@@ -342,6 +353,32 @@ def _machine_note(a: FlatConfig, b: FlatConfig, markdown: bool) -> list[str]:
     return ["", f"*{text}*"] if markdown else [f"# {text}"]
 
 
+HOW_HEADING = "how the jobs run (not part of their config digest or job-dir name)"
+
+
+def _how_lines(a: FlatConfig, b: FlatConfig, markdown: bool) -> list[str]:
+    """The ``how`` run keys that differ, apart from the config difference (module doc)."""
+    rows = changes(a.how, b.how)
+    if not rows:
+        return []
+    if markdown:
+        table = [f"| {_md(key)} | {_md_value(x)} | {_md_value(y)} |" for key, x, y in rows]
+        return ["", f"*{HOW_HEADING}:*", "", "| key | A | B |", "|---|---|---|", *table]
+    lines = ["", f"# {HOW_HEADING}:"]
+    for key, x, y in rows:
+        lines += [f"-{key}: {fmt(x)}"] if x is not ABSENT else []
+        lines += [f"+{key}: {fmt(y)}"] if y is not ABSENT else []
+    return lines
+
+
+def _how_note(a: FlatConfig, b: FlatConfig, markdown: bool) -> list[str]:
+    differing = [key for key, _, _ in changes(a.how, b.how)]
+    if not differing:
+        return []
+    text = f"{HOW_HEADING}: {', '.join(differing[:8])}{f' and {len(differing) - 8} more' if len(differing) > 8 else ''} differ"
+    return [f"*{text}*"] if markdown else [f"# {text}"]
+
+
 def _compared(config: FlatConfig, with_paths: bool) -> dict[str, Any]:
     return {**config.values, **config.machine} if with_paths else config.values
 
@@ -375,6 +412,7 @@ def diff_configs(a: Side, b: Side, *, markdown: bool, with_paths: bool) -> list[
     else:
         scope_note = "" if with_paths else " (machine paths ignored)"
         lines += body or [f"no differences between the resolved configs of A: {a.label} and B: {b.label}{scope_note}"]
+    lines += _how_lines(a.config, b.config, markdown)
     if _both_finished(a.record, b.record):
         lines += _metric_lines(a.record, b.record, markdown)
     lines += _machine_note(a.config, b.config, markdown)
@@ -446,7 +484,7 @@ def sweep_jobs(sweep: Path) -> list[SweepJob]:
 
 def _machine_override(key: str) -> bool:
     """An override that says where or how a job runs: never what tells sweep jobs apart."""
-    return key.split(".")[0] in MACHINE_SUBTREES or key in MACHINE_KEYS
+    return is_run_key(key)
 
 
 def _varying(jobs: list[SweepJob]) -> set[str]:
@@ -567,7 +605,12 @@ def diff_sweeps(a: Side, b: Side, *, markdown: bool, with_paths: bool) -> list[s
         lines += ["No job is in both sweeps." if markdown else "# no job is in both sweeps"]
 
     lines += _pair_metrics(pairs, keys, markdown)
-    notes = {line for config_a, config_b in machine_seen for line in _machine_note(config_a, config_b, markdown) if line}
+    notes = {
+        line
+        for config_a, config_b in machine_seen
+        for line in [*_machine_note(config_a, config_b, markdown), *_how_note(config_a, config_b, markdown)]
+        if line
+    }
     lines += ["", *sorted(notes)] if notes else []
     return lines
 

@@ -21,21 +21,12 @@ Contract
   Never raises for a broken or foreign sweep dir: it logs and returns ``[]``.
 
 Named sweeps (``sweep=<name>``, issue 12): ``conf/hydra/default.yaml`` makes the sweep dir
-``outputs/sweeps/<name>`` and each job's subdir its overrides, through the resolvers this
-module registers on import (``epx.analysis.callback`` imports it, so Hydra has them before it
-resolves a run or sweep dir):
-
-- ``${epx.if_named:NAME,A,B}``: ``A`` when NAME (the ``sweep`` key) is set, else ``B``; a name
-  that is not one folder name (``check_sweep_name``) is refused;
-- ``${epx.job_name:OVERRIDE_DIRNAME}`` (``job_name``): Hydra's ``hydra.job.override_dirname``
-  (the job's overrides, sorted, ``key=value`` joined by ``,``, without the
-  ``exclude_keys`` of ``hydra.job.config.override_dirname``: machine paths and run controls)
-  made into one folder name: ``/`` → ``%2F`` and ``%`` → ``%25`` (so distinct overrides stay
-  distinct names), ``default`` for a job without overrides, and a name over
-  ``MAX_NAME_BYTES`` cut with a hash of the whole appended. ``job_subdir(overrides,
-  exclude_keys)`` computes the same name from an override list (Hydra's rule), for the
-  callback's checks before any job runs.
-- ``${epx.cpus_per_job:N}`` (``epx.threads``).
+``outputs/sweeps/<name>`` and each job's subdir its overrides, through the resolvers of
+``epx.config`` (``${epx.if_named:…}``, ``${epx.job_name:…}``: Hydra's
+``hydra.job.override_dirname`` without the run keys, made one folder name).
+``job_subdir(overrides, exclude_keys)`` computes the same name from an override list
+(Hydra's rule: every override whose key is not excluded, as written, sorted, joined), for
+the callback's checks before any job runs.
 
 ``grid_identity(jobs, exclude_keys)``: the set of job subdir names of a grid, what decides
 whether two launches are the same grid (or one a part of the other); ``merge_grid(stored,
@@ -50,7 +41,6 @@ needs no parser, so importing this module or the summary loads no Hydra at all.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -60,9 +50,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-import epx.threads  # noqa: F401  (registers ${epx.cpus_per_job:N} for the launcher presets)
+from epx.config import job_name
 from epx.io.atomic import write_json
 
 log = logging.getLogger(__name__)
@@ -198,47 +186,6 @@ def expected_grid(sweep_dir: str | os.PathLike) -> list[list[str]]:
 
 # ---------------------------------------------------------------- named sweeps
 
-MAX_NAME_BYTES = 200
-_SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*$")
-
-
-def check_sweep_name(name: Any) -> str:
-    """``name`` as a sweep folder name, or ``ValueError`` saying what a name may hold."""
-    text = str(name)
-    if isinstance(name, bool) or not _SWEEP_NAME.match(text) or len(text.encode()) > MAX_NAME_BYTES:
-        raise ValueError(
-            f"sweep={text!r} is not a sweep name: it names one folder under outputs/sweeps/, so use letters, "
-            f"digits and . _ - + = @ (starting with a letter or digit), e.g. sweep=my_study"
-        )
-    return text
-
-
-def is_named(name: Any) -> bool:
-    return name is not None and name != ""
-
-
-def if_named(name: Any, named: Any, default: Any) -> Any:
-    """Resolver ``${epx.if_named:${sweep},A,B}``."""
-    if not is_named(name):
-        return default
-    check_sweep_name(name)
-    return named
-
-
-def job_name(override_dirname: Any) -> str:
-    """One folder name for a job from its ``override_dirname`` (see the module doc)."""
-    text = "" if override_dirname is None else str(override_dirname)
-    if not text:
-        return "default"
-    name = text.replace("%", "%25").replace("/", "%2F")
-    if name in (".", ".."):
-        name = name.replace(".", "%2E")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        cut = name.encode()[: MAX_NAME_BYTES - 18].decode(errors="ignore")
-        name = f"{cut}~{digest}"
-    return name
-
 
 def job_subdir(overrides: Sequence[str], exclude_keys: Iterable[str], item_sep: str = ",", kv_sep: str = "=") -> str:
     """``job_name`` of the ``override_dirname`` Hydra makes from ``overrides`` (its rule: every
@@ -266,13 +213,3 @@ def merge_grid(stored: Sequence[Sequence[str]], jobs: Sequence[Sequence[str]], e
         name = job_subdir(job, exclude_keys)
         merged.append(by_name.pop(name, [str(item) for item in job]))
     return merged + list(by_name.values())
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("epx.if_named"):
-        OmegaConf.register_new_resolver("epx.if_named", if_named)
-    if not OmegaConf.has_resolver("epx.job_name"):
-        OmegaConf.register_new_resolver("epx.job_name", job_name)
-
-
-register_resolvers()
