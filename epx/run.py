@@ -1,37 +1,18 @@
 """The Hydra task function: one job = one (dataset, cell, marks, fold, model, task, seed).
 
-Contract: ``train(cfg) -> JobRecord``; the steps, top to bottom:
-
-0. torch threads from ``cfg.threads`` (``epx.threads``: the launcher presets set it per job);
-   what the job dir already holds decides reuse / resume / fresh (``epx.job.plan``, before
-   anything is written): a named sweep's finished job with the same config digest is not
-   trained again (its record, marked ``reused``, is returned); a killed or requeued job
-   resumes from ``checkpoints/last.ckpt`` and continues its W&B run; a job dir of another
-   grid is refused (``InputError``);
-1. validate the selection (cell, marks, fold, task): one clear error listing the valid values,
-   before anything is built;
-2. seed everything;
-3. data: the DataModule from ``conf/data/``: the dataset folder is materialised and checked,
-   every gene and interaction accounted for (the record's ``genes``/``interactions``,
-   ``genes_dropped.tsv``, written before the job may be refused for losing too many genes),
-   the splits assigned, the cell's cache built once; ``folds.json``;
-4. model: net, objective and LightningModule from ``conf/model/`` (and ``conf/task/``), with
-   the provenance that makes its checkpoints reloadable (``epx predict``);
-5. logger and trainer from ``conf/logger/`` and ``conf/trainer/``; the record is saved with
-   the W&B run id;
-   analyses the config asks for (``analysis=[...]``) are checked against the model here;
-6. device settings (``cfg.compute``: TF32, ``torch.compile``; ``epx.train.compute``), kept in
-   the record's ``extra["compute"]``; fit (from the last checkpoint when resuming; under SLURM with Lightning's own auto-requeue
-   off, ``SLURMEnvironment(auto_requeue=False)``: submitit's requeue owns the signals); test
-   with the best checkpoint (or, without checkpointing, the final weights saved as
-   ``checkpoints/final.ckpt``); ``predictions.csv`` for every gene of every split. After a
-   DDP fit only rank 0 tests and predicts, on one device (``evaluation_trainer``), and only
-   rank 0 writes the job dir;
-7. the analyses (``epx.explain.run``) into ``JOB_DIR/explain/``; their failure is recorded as
-   ``explain_error`` and leaves the job ``ok``.
+Contract: ``train(cfg) -> JobRecord``. Its steps, top to bottom, are "The path of one job" in
+``docs/architecture.md`` (the one description of them): reuse / resume / fresh
+(``epx.job.plan``), the checks (``epx.preflight``), data, model, logger and trainer from
+``conf/``, fit, the evaluation step (``epx.evaluate``: test with the best checkpoint or the
+final weights, ``predictions.csv``, ``folds.json``) and the analyses a config asks for.
+A job run without Hydra's app (in-process, ``paths.output_dir`` set) saves its config as
+``.hydra/config.yaml`` as Hydra does, so every finished job opens the same way
+(``epx.trained``).
 
 ``epx.job.Job`` writes ``metrics.json`` (an ``epx.record.JobRecord``) and closes the logger
 whatever happens; a failing job records ``status: failed`` and the error, and re-raises.
+``explain_finished`` is the job-end analysis hook; it imports ``epx.explain.run`` when a job
+asks for analyses, so this module sits below the explain layer.
 """
 
 from __future__ import annotations
@@ -48,14 +29,15 @@ from omegaconf import DictConfig, OmegaConf
 import epx
 from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
-from epx.io.atomic import write_csv, write_json
+from epx.evaluate import evaluate, evaluation_trainer, write_folds
+from epx.io.atomic import write_text
 from epx.job import Job, RngState, global_rank, plan
+from epx.preflight import validate
 from epx.record import JobRecord
-from epx.selection import check_cell, check_fold, mark_label, parse_marks
+from epx.selection import mark_label
 from epx.threads import apply_threads
 from epx.train.compute import apply_compute
 from epx.train.loggers import log_record, run_info
-from epx.train.predictions import metrics_of_test, prediction_table
 
 log = logging.getLogger(__name__)
 
@@ -83,34 +65,10 @@ def identity(cfg: DictConfig) -> dict:
     return {"group": group, "name": ",".join(head + rest), "overrides": overrides}
 
 
-def validate(cfg: DictConfig) -> tuple[tuple[str, ...], int]:
-    """Cheap checks of the selection; raise ``InputError`` before any work."""
-    marks = parse_marks(cfg.mark)
-    fold = check_fold(cfg.fold, int(cfg.dataset.folds.get("n_folds", 4)))
-    cells = cfg.dataset.get("cells")
-    if cells:
-        check_cell(str(cfg.cell), cells, f"dataset={cfg.dataset.name}")
-        if cfg.get("test_cell"):
-            check_cell(str(cfg.test_cell), cells, f"dataset={cfg.dataset.name} (test_cell)")
-    check_device(cfg)
-    supported = cfg.model.get("tasks")
-    if supported and cfg.task.name not in supported:
-        raise InputError(f"model={cfg.model.name} does not support task={cfg.task.name}; it supports: {', '.join(supported)}")
-    return marks, fold
-
-
-def check_device(cfg: DictConfig) -> None:
-    """``trainer=gpu|ddp`` on a machine where torch sees no CUDA device: one error now, not
-    Lightning's after the cache is built."""
-    import torch
-
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        build = f"torch {torch.__version__}, " + (f"CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build")
-        raise InputError(
-            f"trainer.accelerator={accelerator} needs a CUDA GPU, and torch sees none ({build}). Use trainer=cpu here; "
-            "on a GPU machine install a CUDA build of torch (pip's default torch wheel on Linux) and check nvidia-smi"
-        )
+def save_config(cfg: DictConfig, out: Path) -> None:
+    """``.hydra/config.yaml`` (unresolved, as Hydra writes it) for a job run without Hydra's app."""
+    if not HydraConfig.initialized():
+        write_text(out / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
 
 
 def new_record(cfg: DictConfig, overrides: list[str]) -> JobRecord:
@@ -205,10 +163,10 @@ def check_distributable(cfg: DictConfig, trainer: L.Trainer) -> None:
         )
 
 
-def evaluation_trainer(cfg: DictConfig, trainer: L.Trainer, job: Job) -> L.Trainer | None:
+def tester_of(cfg: DictConfig, trainer: L.Trainer, job: Job) -> L.Trainer | None:
     """The trainer that tests and predicts: the fitting one on a single device. After a
-    multi-process (DDP) fit, rank 0 alone evaluates on one device with a trainer of the same
-    accelerator and precision (a ``DistributedSampler`` would split ``predictions.csv`` across
+    multi-process (DDP) fit, rank 0 alone evaluates on one device (``epx.evaluate.
+    evaluation_trainer``: a ``DistributedSampler`` would split ``predictions.csv`` across
     ranks and pad the test split with repeated genes); the process group is closed on every
     rank first (the metrics would otherwise wait on ranks that have left), and the other
     ranks get None."""
@@ -221,17 +179,7 @@ def evaluation_trainer(cfg: DictConfig, trainer: L.Trainer, job: Job) -> L.Train
     if trainer.global_rank != 0:
         return None
     log.info("DDP fit on %d processes done; testing and predicting on one device (rank 0)", trainer.world_size)
-    return instantiate(
-        cfg.trainer,
-        devices=1,
-        num_nodes=1,
-        strategy="auto",
-        sync_batchnorm=False,
-        logger=job.logger,
-        callbacks=[],
-        enable_checkpointing=False,
-        default_root_dir=str(job.dir),
-    )
+    return evaluation_trainer(cfg.trainer, logger=job.logger, root=job.dir)
 
 
 def train(cfg: DictConfig) -> JobRecord:
@@ -251,6 +199,8 @@ def train(cfg: DictConfig) -> JobRecord:
         job.record.extra["resumed_from"] = step.checkpoint
         log.info("job %s: resuming from %s (%s)", out, step.checkpoint, step.note)
     with job.running():
+        if global_rank() == 0:
+            save_config(cfg, job.dir)
         marks, fold = validate(cfg)
         job.record.mark, job.record.marks, job.record.fold = mark_label(marks), list(marks), fold
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -273,7 +223,7 @@ def train(cfg: DictConfig) -> JobRecord:
             check_analyses(dm, cfg.model.name, OmegaConf.to_container(cfg.analysis, resolve=True))
         job.record.n_genes = dm.n_genes()
         if lead:
-            write_json(job.dir / "folds.json", dm.fold_record())
+            write_folds(job, dm)
 
         net = instantiate(cfg.model.net)
         make_module = instantiate(cfg.model.module, _partial_=True)
@@ -292,16 +242,13 @@ def train(cfg: DictConfig) -> JobRecord:
         )
         check_distributable(cfg, trainer)
         job.record.extra["compute"] = apply_compute(cfg.get("compute"), trainer, net)
-        trainer.fit(module, datamodule=dm, ckpt_path=step.checkpoint, weights_only=False)
+        trainer.fit(module, datamodule=dm, ckpt_path=step.checkpoint, weights_only=True)  # a job dir holds data, not code
 
         weights = weights_to_test(trainer, job)  # every rank: saving final.ckpt is collective
-        tester = evaluation_trainer(cfg, trainer, job)
+        tester = tester_of(cfg, trainer, job)
         if tester is None:  # a DDP rank other than 0: rank 0 tests, predicts and writes the record
             return job.record
-        # testing with a ckpt_path loads those weights into `module`, which predictions then use
-        results = tester.test(module, datamodule=dm, verbose=False, ckpt_path=weights, weights_only=False)
-        job.record.test = metrics_of_test(results)
-        write_csv(job.dir / "predictions.csv", prediction_table(tester, module, dm))
+        evaluate(tester, module, dm, job, ckpt_path=weights)
         job.record.status = "ok"
         log_record(job.logger, job.record)
     if cfg.get("analysis"):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from epx.errors import InputError
+from epx.io.truth import read_truth
 from epx.record import JobRecord, RecordError
 
 
@@ -31,7 +33,7 @@ def _scores(frame: pd.DataFrame) -> dict:
 
 
 def distal_report(job_dirs, truth) -> pd.DataFrame:
-    truth = pd.read_csv(truth, sep="\t", usecols=["gene_id", "distal_driven"]) if not isinstance(truth, pd.DataFrame) else truth
+    truth = read_truth(truth, columns=["gene_id", "distal_driven"]) if not isinstance(truth, pd.DataFrame) else truth
     rows = []
     for job in map(Path, job_dirs):
         record = JobRecord.read(job)
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         report = distal_report(args.jobs, args.truth)
-    except RecordError as exc:  # a job dir without a readable record: say which, no traceback
+    except (RecordError, InputError) as exc:  # an unreadable record or truth table: say which, no traceback
         parser.error(str(exc))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(report.drop(columns="job").round(3).to_string(index=False))

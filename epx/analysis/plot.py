@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from epx.analysis.collect import metric_columns
 from epx.constants import CELLS, MARKS
-from epx.io.atomic import atomic_write
+from epx.io.figures import save_png
 from epx.record import V1_PRIMARY_METRIC
 
 # Fixed colour ranges keep panels of one metric comparable across models and sweeps.
@@ -176,4 +176,4 @@ def write_png(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
         for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
             _draw_panel(fig, ax, panel)
     FigureCanvasAgg(fig)
-    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120), binary=True)
+    return save_png(fig, path, dpi=120)

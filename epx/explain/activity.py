@@ -61,6 +61,7 @@ from matplotlib.figure import Figure
 from epx.constants import CELLS, MARKS
 from epx.errors import InputError
 from epx.io.atomic import atomic_write, write_csv
+from epx.io.figures import save_png
 
 log = logging.getLogger(__name__)
 
@@ -313,13 +314,7 @@ def plot_profiles(activity: MarkActivity, path: str | Path) -> Path:
     for ax in list(axes.flat)[len(marks):]:
         ax.set_visible(False)
     fig.suptitle(f"{activity.cell}: mark profiles around the TSS")
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return atomic_write(path, lambda h: h.write(buffer.getvalue()), binary=True)
+    return save_png(fig, path, dpi=110)
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -3,16 +3,9 @@
 Contract: ``read_elements(path, genes, chrom_sizes, *, window=None, cell=None, scope=None,
 exact_names=False) -> (table, ElementReport)``.
 
-The file is a tab-separated table with a header line in the CRISPRi-FlowFISH layout
-(Fulco et al. 2019; ``docs/explain.md``): ``chrom``, ``start``, ``end`` (0-based, half-open,
-as BED), ``gene`` (the dataset's gene id; Ensembl versions are stripped), ``significant``
-(1/0, true/false, yes/no, any case) and, optionally, ``effect_size`` (the fraction change in
-the gene's expression when the element is silenced; NaN where absent) and ``cell``. Header
-names are matched case-insensitively, with the spellings of Fulco's table and of the ENCODE
-benchmark (``ALIASES``: ``chr``, ``chromStart``, ``measuredEnsemblID``, ``Significant``,
-``EffectSize``, ...). Extra columns are kept. A broken file (no header, a missing column, a
-non-numeric coordinate, an unreadable ``significant``) is one ``InputError`` naming the
-file, the line and the fix (``epx.io.tables``).
+The file is read by ``epx.io.elements.read_element_table`` (its layout, header spellings and
+errors are there); this module matches its rows to a dataset's genes, chromosomes and a
+model's window.
 
 Chromosome names are mapped to the dataset's naming per record (``epx.io.naming.
 rename_column``: ``1`` ↔ ``chr1``). Nothing is dropped silently: every row of the file (of
@@ -60,31 +53,10 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import InputError
-from epx.io.gene_ids import normalise_gene_ids
+from epx.io.elements import read_element_table
 from epx.io.naming import Renaming, rename_column
-from epx.io.tables import MISSING, read_rows
 
 log = logging.getLogger(__name__)
-
-REQUIRED = ("chrom", "start", "end", "gene", "significant")
-OPTIONAL = ("effect_size", "cell")
-# Header spellings accepted for each column (matched case-insensitively): ours, Fulco et al.
-# 2019 (Supplementary Table 6a) and the ENCODE-rE2G / ABC CRISPR benchmark.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "chrom": ("chrom", "chr", "chromosome"),
-    "start": ("start", "chromStart"),
-    "end": ("end", "chromEnd"),
-    "gene": ("gene", "gene_id", "measuredEnsemblID", "measuredGeneSymbol", "GeneSymbol", "Gene"),
-    "significant": ("significant", "Significant", "Regulated"),
-    "effect_size": ("effect_size", "EffectSize", "Fraction change in gene expr", "effect"),
-    "cell": ("cell", "CellType", "cell_type"),
-}
-TRUE = frozenset({"1", "true", "t", "yes", "y", "1.0"})
-FALSE = frozenset({"0", "false", "f", "no", "n", "0.0"})
-HINT = (
-    "an element table is tab-separated with a header line: chrom, start, end, gene, significant[, effect_size] "
-    "(docs/explain.md)"
-)
 
 
 @dataclass(frozen=True)
@@ -175,72 +147,6 @@ class ElementReport:
 # ----------------------------------------------------------------------------- reading
 
 
-def _columns(header: list[str], path: Path) -> dict[str, int]:
-    lower = [h.strip().lower() for h in header]
-    found: dict[str, int] = {}
-    for column, names in ALIASES.items():
-        for name in names:
-            if name.lower() in lower:
-                found[column] = lower.index(name.lower())
-                break
-    missing = [c for c in REQUIRED if c not in found]
-    if missing:
-        raise InputError(
-            f"{path}: the header has no {', '.join(missing)} column (found: {', '.join(h.strip() for h in header)}); "
-            f"{HINT}. Accepted spellings: " + "; ".join(f"{c}: {', '.join(ALIASES[c])}" for c in missing)
-        )
-    return found
-
-
-def _booleans(rows, index: int) -> np.ndarray:
-    col = rows.column(index).str.strip().str.lower()
-    yes, no = col.isin(TRUE).to_numpy(), col.isin(FALSE).to_numpy()
-    bad = ~(yes | no)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise rows.fail(i, f"significant {rows.fields[i][index]!r} (must be 1/0, true/false or yes/no)")
-    return yes
-
-
-def _read(path: Path) -> pd.DataFrame:
-    rows = read_rows(path, what="element table", hint=HINT, header=True)
-    if rows.header is None:  # pragma: no cover - read_rows raises on an empty file
-        raise InputError(f"{path}: no header line; {HINT}")
-    cols = _columns(rows.header, path)
-    rows.check_width(len(rows.header), len(rows.header), expected=f"{len(rows.header)} (as the header)")
-    start = rows.integers(cols["start"], "start")
-    end = rows.integers(cols["end"], "end")
-    rows.ordered(start, end, "start", "end")
-    table = pd.DataFrame(
-        {
-            "element": np.arange(len(rows), dtype=np.int64),
-            "line": np.asarray(rows.lines, dtype=np.int64),
-            "chrom": rows.texts(cols["chrom"], "chromosome"),
-            "start": start,
-            "end": end,
-            "gene_id": normalise_gene_ids(pd.Series(rows.texts(cols["gene"], "gene"))).to_numpy(dtype=object),
-            "significant": _booleans(rows, cols["significant"]),
-            "effect_size": (
-                rows.floats(cols["effect_size"], "effect_size", missing=MISSING)
-                if "effect_size" in cols
-                else np.full(len(rows), np.nan)
-            ),
-        }
-    )
-    if "cell" in cols:
-        table["cell"] = rows.texts(cols["cell"], "cell")
-    used = set(cols.values())
-    for i, name in enumerate(rows.header):
-        name = name.strip()
-        if i in used or not name:
-            continue
-        if name in table.columns or name in COMPUTED:  # a file column never overwrites ours, nor ours it
-            name = f"file_{name}"
-        if name not in table.columns:
-            table[name] = rows.column(i).to_numpy(dtype=object)
-    return table
-
-
 def _pick_cell(table: pd.DataFrame, cell: str | None, path: Path) -> tuple[pd.DataFrame, int]:
     if "cell" not in table.columns:
         return table, 0
@@ -302,7 +208,7 @@ def read_elements(
 ) -> tuple[pd.DataFrame, ElementReport]:
     """The element table of ``path`` with an ``unscorable`` reason per row, and its report."""
     path = Path(path)
-    table, n_other = _pick_cell(_read(path), cell, path)
+    table, n_other = _pick_cell(read_element_table(path, reserved=COMPUTED), cell, path)
     report = ElementReport(path=str(path), n_rows=len(table), n_other_cells=n_other, cell=cell)
 
     chroms, renaming = rename_column(table["chrom"], chrom_sizes, what=str(path), exact=exact_names)

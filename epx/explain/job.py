@@ -1,13 +1,13 @@
 """A finished job opened for interpretation: its net (eval mode), data and adapter.
 
-Contract: ``ExplainJob.load(job_dir, *, overrides=(), device="cpu") -> ExplainJob`` reads the
-job's record and checkpoint and rebuilds the net and the input builder from the checkpoint's
-provenance (``epx.predict.open_job``, the path ``epx predict`` takes), then prepares and sets
-up the job's ``EpxDataModule`` (cache reused, same folds). ``overrides`` are ``epx predict``'s
+Contract: ``ExplainJob.load(job_dir, *, overrides=(), device="cpu") -> ExplainJob`` opens the
+finished job from its own saved config, record and checkpoint (``epx.trained.open_job``, the
+path ``epx predict`` takes: net and input builder from the checkpoint's provenance), then
+prepares and sets up the job's ``EpxDataModule`` (cache reused, same folds). ``overrides`` are ``epx predict``'s
 (``cell=``, ``fold=``, ``dataset=``): explain the trained model on another cell's data. A
 cross-cell job (``test_cell``) is explained on its training cell; pass ``cell=`` for another.
 
-Attributes: ``dir``, ``record`` (``JobRecord``), ``cfg`` (the composed config), ``provenance``,
+Attributes: ``dir``, ``record`` (``JobRecord``), ``cfg`` (the job's config, overrides applied), ``provenance``,
 ``objective``, ``net`` (eval mode, on ``device``), ``dm`` (set up: ``dm.genes``, ``dm.split``,
 ``dm.tables``, ``dm.datasets``), ``adapter`` (``epx.explain.adapters``), ``marks``, ``genes``
 (the gene table), ``model``; ``rows(split="test")`` the gene-table rows of a split (``"all"``:
@@ -32,8 +32,8 @@ from torch import nn
 
 from epx.errors import InputError
 from epx.explain.adapters import Adapter, adapter_for
-from epx.predict import open_job
 from epx.record import JobRecord
+from epx.trained import open_job
 
 SPLITS = ("train", "val", "test")
 

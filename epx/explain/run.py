@@ -1,12 +1,14 @@
 """``epx explain``: the interpretation analyses of finished jobs, as files in ``JOB_DIR/explain/``.
 
 Contract: ``explain(job_dir, analyses, *, out=None, cfg=None, log_wandb=None) -> dict[str, list[Path]]``
-(``cfg``: the job's own config when the caller holds it) runs the named analyses (``ANALYSES``; ``analyses`` maps a name to its options, as composed
-from ``conf/analysis/<name>.yaml``) on one finished job and returns the files each wrote under
+(``cfg``: the job's own config when the caller holds it) runs the named analyses (``ANALYSES``;
+``analyses`` maps a name to its options) on one finished job and returns the files each wrote under
 ``out`` (default ``JOB_DIR/explain``): tables as TSV, figures as PNG. Every analysis is checked
 against the job first (``Analysis.check``: a perturbation region or scorer the model does not
 have, a mark the job was not trained on, a missing element table) and refused with one
-``InputError`` before any of them runs. The analyses:
+``InputError`` before any of them runs. An analysis's defaults live only in
+``conf/analysis/<name>.yaml``: ``with_defaults`` lays the given options over them (and refuses
+an option the file does not have), so a caller may give only what it changes. The analyses:
 
 - ``activity``: model-free mark activity of the job's genes (``epx.explain.activity``);
 - ``attribution``: captum attributions of the split's genes, their per mark × position
@@ -38,8 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from epx.config import CONF_DIR, compose
 from epx.errors import InputError
 from epx.io.atomic import write_csv
+from epx.io.figures import save_png
+from epx.io.truth import FILE_NAME as TRUTH_FILE
+from epx.io.truth import read_truth
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,6 @@ def _plot_lines(frame: pd.DataFrame, x: str, y: str, panel: str, line: str, path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from epx.io.atomic import atomic_path
-
     panels = list(dict.fromkeys(frame[panel]))
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.2 * max(len(panels), 1), 2.8), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], panels):
@@ -78,19 +82,16 @@ def _plot_lines(frame: pd.DataFrame, x: str, y: str, panel: str, line: str, path
     axes[0][-1].legend(fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)
 
 
 def _gene_classes(job, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks over ``rows``: expressed / not, and distal-driven / other when known."""
     expressed = np.asarray(job.expressed(rows), bool)
     classes = {"expressed": expressed, "not_expressed": ~expressed}
-    truth_path = job.dm.spec.root / "truth.tsv"
+    truth_path = job.dm.spec.root / TRUTH_FILE
     if truth_path.exists():
-        truth = pd.read_csv(truth_path, sep="\t", dtype={"gene_id": str}).set_index("gene_id")["distal_driven"]
+        truth = read_truth(truth_path, columns=["gene_id", "distal_driven"]).set_index("gene_id")["distal_driven"]
         distal = job.genes["gene_id"].iloc[rows].map(truth).fillna(0).to_numpy(bool)
         classes.update({"distal_driven": distal, "other": ~distal})
     return classes
@@ -112,19 +113,19 @@ def _no_check(job, options) -> None:
 def _run_activity(job, out: Path, options: Mapping) -> list[Path]:
     from epx.explain.activity import activity_for_job
 
-    activity_for_job(job, split=options.get("split"), out_dir=out, flanks_bp=tuple(options.get("flanks_bp", (750, 1500, 3000))))
+    activity_for_job(job, split=options["split"], out_dir=out, flanks_bp=tuple(options["flanks_bp"]))
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 
 def _check_attribution(job, options) -> None:
     from epx.explain.attribution import METHODS
 
-    method = options.get("method", "ig")
+    method = options["method"]
     if method not in METHODS:
         raise InputError(f"analysis.attribution.method={method!r}; choose one of {', '.join(METHODS)}")
     from epx.explain.adapters import GraphRegAdapter
 
-    if options.get("bigwig") and not isinstance(job.adapter, GraphRegAdapter):
+    if options["bigwig"] and not isinstance(job.adapter, GraphRegAdapter):
         raise InputError(f"analysis.attribution.bigwig=true applies to GraphReg / Epi-CNN windows, not to model {job.model!r}")
 
 
@@ -132,9 +133,9 @@ def _run_attribution(job, out: Path, options: Mapping) -> list[Path]:
     from epx.explain.attribution import attribute, profile
     from epx.explain.export import attribution_bigwigs
 
-    rows = _limit(_rows(job, options.get("split", "test")), options.get("max_genes"))
-    att = attribute(job, rows, method=options.get("method", "ig"), n_steps=int(options.get("n_steps", 32)))
-    prof = profile(att, job, rows, resolution_bp=options.get("resolution_bp"))
+    rows = _limit(_rows(job, options["split"]), options["max_genes"])
+    att = attribute(job, rows, method=options["method"], n_steps=int(options["n_steps"]))
+    prof = profile(att, job, rows, resolution_bp=options["resolution_bp"])
     paths = [write_csv(out / "attribution_profile.tsv", prof, sep="\t")]
     genes = pd.DataFrame(
         {"gene": att.rows, "gene_id": job.genes["gene_id"].iloc[att.rows].to_numpy(), "prediction": att.prediction,
@@ -150,7 +151,7 @@ def _run_attribution(job, out: Path, options: Mapping) -> list[Path]:
         part = part[part["resolution_bp"] == part["resolution_bp"].min()]
         paths.append(_plot_lines(part, "offset_bp", "attribution", "mark", "group", out / "attribution_profile.png",
                                  title=f"{job.model} {att.method} attribution ({first})", xlabel="bp from TSS (5'→3')", ylabel="mean attribution"))
-    if options.get("bigwig"):
+    if options["bigwig"]:
         paths += list(attribution_bigwigs(job, rows, att, out / "bigwig").values())
     return paths
 
@@ -171,13 +172,14 @@ def _check_attention(job, options) -> None:
 
 def _run_attention(job, out: Path, options: Mapping) -> list[Path]:
     name, table = _attention_of(job)
-    rows = _limit(_rows(job, options.get("split", "test")), options.get("max_genes"))
+    rows = _limit(_rows(job, options["split"]), options["max_genes"])
     return [write_csv(out / name, table(job, rows), sep="\t")]
 
 
 def _perturb_plan(job, options) -> list[tuple[str, str]]:
-    marks = options.get("marks") or [options.get("mark", "H3K4me3")]
-    regions = options.get("regions") or list(job.adapter.regions)
+    marks, regions = options["marks"], options["regions"] or list(job.adapter.regions)
+    if not marks:
+        raise InputError(f"analysis.perturb.marks is empty; name one or more of the job's marks ({', '.join(job.dm.marks)})")
     return [(str(m), str(r)) for m in marks for r in regions]
 
 
@@ -190,8 +192,8 @@ def _check_perturb(job, options) -> None:
 def _run_perturb(job, out: Path, options: Mapping) -> list[Path]:
     from epx.explain.perturb import perturb
 
-    rows = _limit(_rows(job, options.get("split", "test")), options.get("max_genes"))
-    factors = np.round(np.linspace(1.0, 0.0, int(options.get("n_factors", 11))), 6)
+    rows = _limit(_rows(job, options["split"]), options["max_genes"])
+    factors = np.round(np.linspace(1.0, 0.0, int(options["n_factors"])), 6)
     classes = _gene_classes(job, rows)
     frames = []
     for mark, region in _perturb_plan(job, options):
@@ -223,7 +225,7 @@ def _run_perturb(job, out: Path, options: Mapping) -> list[Path]:
 
 
 def _elements_path(job, options) -> Path:
-    given = options.get("elements")
+    given = options["elements"]
     path = Path(given) if given else job.dm.spec.root / "elements.tsv"
     if not path.exists():
         raise InputError(
@@ -237,7 +239,7 @@ def _check_validation(job, options) -> None:
     from epx.explain.validation import applicable
 
     _elements_path(job, options)
-    if options.get("scorers"):
+    if options["scorers"]:
         applicable(list(options["scorers"]), job)
 
 
@@ -245,8 +247,8 @@ def _run_validation(job, out: Path, options: Mapping) -> list[Path]:
     from epx.explain.validation import validate_job
 
     result = validate_job(
-        job, _elements_path(job, options), split=options.get("split", "test"), scorers=list(options["scorers"]) if options.get("scorers") else None,
-        method=options.get("method", "ig"), n_steps=int(options.get("n_steps", 32)), out_dir=out,
+        job, _elements_path(job, options), split=options["split"], scorers=list(options["scorers"]) if options["scorers"] else None,
+        method=options["method"], n_steps=int(options["n_steps"]), out_dir=out,
     )
     log.info("%s: pooled AUPRC %s", job.dir, {k: round(float(v), 3) for k, v in result.pooled.items()})
     return list(result.paths.values()) if isinstance(result.paths, Mapping) else list(result.paths or [])
@@ -267,14 +269,30 @@ def _check_names(analyses: Mapping) -> None:
         raise InputError(f"unknown analysis {', '.join(map(repr, unknown))}; choose from {', '.join(ANALYSES)}")
 
 
+def with_defaults(analyses: Mapping[str, Mapping | None]) -> dict[str, dict]:
+    """Each analysis's options over its defaults, which live only in ``conf/analysis/<name>.yaml``;
+    an option that file does not have is refused."""
+    from omegaconf import OmegaConf
+
+    _check_names(analyses)
+    out = {}
+    for name, options in analyses.items():
+        defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "analysis" / f"{name}.yaml"), resolve=True)
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise InputError(f"analysis.{name} has no option {', '.join(unknown)}; its options: {', '.join(defaults)} (conf/analysis/{name}.yaml)")
+        out[str(name)] = {**defaults, **given}
+    return out
+
+
 # ------------------------------------------------------------------------------ jobs and sweeps
 
 
 def explain(job_dir: str | Path, analyses: Mapping[str, Mapping], *, out: str | Path | None = None, cfg=None, log_wandb: bool | None = None) -> dict[str, list[Path]]:
     from epx.explain.job import ExplainJob
 
-    analyses = {str(k): dict(v or {}) for k, v in analyses.items()}
-    _check_names(analyses)
+    analyses = with_defaults(analyses)
     job = ExplainJob.load(job_dir, cfg=cfg)
     for name, options in analyses.items():
         ANALYSES[name].check(job, options)
@@ -335,9 +353,7 @@ def check_analyses(dm, model: str, analyses: Mapping[str, Mapping]) -> None:
     """Before training: refuse analyses that cannot apply to this model's inputs."""
     from epx.explain.adapters import adapter_for
 
-    analyses = {str(k): dict(v or {}) for k, v in analyses.items()}
-    _check_names(analyses)
-
+    analyses = with_defaults(analyses)
     shape = _Untrained(dm, model, adapter_for(None, dm, None, model))
     for name, options in analyses.items():
         if name == "validation":
@@ -401,8 +417,6 @@ def parse_request(items: Sequence[str]) -> dict[str, dict]:
     """``NAME ...`` and ``NAME.key=value ...`` (or ``analysis=[a,b]`` and ``analysis.a.key=value``)
     into ``{name: options}``, options composed from ``conf/analysis/<name>.yaml``."""
     from omegaconf import OmegaConf
-
-    from epx.cli import compose
 
     names, overrides = [], []
     for item in items:

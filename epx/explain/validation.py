@@ -62,7 +62,6 @@ Contract:
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -82,7 +81,8 @@ from epx.errors import InputError
 from epx.explain.activity import region_means, write_table
 from epx.data.inputs.chromoformer import ChromoformerInputs
 from epx.explain.elements import ElementReport, evaluated, read_elements
-from epx.io.atomic import atomic_write, write_text
+from epx.io.atomic import write_text
+from epx.io.figures import save_png
 
 log = logging.getLogger(__name__)
 
@@ -443,9 +443,7 @@ def plot_pr(curves: Mapping[str, PRCurve], path: str | Path, *, title: str = "")
     ax.set_ylabel("precision")
     ax.set_title(title or "enhancer–gene validation")
     ax.legend(fontsize=7, frameon=False, loc="upper right")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return atomic_write(path, lambda h: h.write(buffer.getvalue()), binary=True)
+    return save_png(fig, path, dpi=110)
 
 
 # ----------------------------------------------------------------------------- outputs
