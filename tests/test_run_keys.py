@@ -79,7 +79,7 @@ def test_a_key_of_what_the_job_computes_changes_all_three():
 def test_diff_shows_how_a_job_runs_apart_from_what_it_computes():
     out = diff_text("fold=1", "fold=1 compute.compile=true trainer.max_epochs=3")
     config, how = (
-        [line for line in part.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        [line for line in part.splitlines() if line[:1] in ("+", "-") and not line.startswith(("+++", "---"))]
         for part in out.split("# how the jobs run")
     )
     assert config == ["-trainer.max_epochs: 30", "+trainer.max_epochs: 3"]
