@@ -7,6 +7,10 @@ Contract:
   per-cell enhancer activity and promoter-enhancer links. No file I/O. ``genes_per_chrom`` is
   one count for every chromosome or a ``{chrom: count}`` mapping (a real genome's sizes,
   genes in proportion to length); the random draws per chromosome are the same either way.
+- ``program_group(program) -> str | None`` is the cell group a program's genes follow
+  (``group:G`` → G, ``cell:C`` → C's group, housekeeping/silent → None); ``program_groups(cells)``
+  lists the groups of a genome's cells. ``Genome.enhancers["program"]`` is the program an
+  enhancer's activity follows (a driver's is its gene's). Both serve ``epx.synthetic.sequence``.
 - ``Genome.narrow(cells) -> Genome`` keeps only those cells' columns (expression, enhancer
   activity, links) and their random streams, so a cell rendered from a narrowed genome is
   byte-identical to the same cell rendered from the whole one.
@@ -95,7 +99,7 @@ class Genome:
     cells: tuple[str, ...]
     genes: pd.DataFrame  # gene_id chrom tss strand gene_end program distal_driven polycomb h3k9_silenced znf_like strength enhancer
     rpkm: np.ndarray  # (n_genes, n_cells)
-    enhancers: pd.DataFrame  # chrom center half_width owner is_driver
+    enhancers: pd.DataFrame  # chrom center half_width owner is_driver program
     enhancer_level: np.ndarray  # (n_enhancers, n_cells), log2(RPKM+1)-like activity
     heterochromatin: pd.DataFrame  # chrom start end
     links: pd.DataFrame  # gene enhancer start2 end2 (partner anchor); row-aligned with link_*
@@ -184,6 +188,31 @@ def _assign_programs(rng: np.random.Generator, n: int, cells: Sequence[str]) -> 
 def _cell_group(cell: str) -> str:
     # A cell id outside Roadmap's table forms its own group.
     return CELLS.get(cell, {}).get("group", cell)
+
+
+def _group_key(group: str) -> str:
+    return group.replace(" ", "_")  # as "group:" program names spell it
+
+
+# The cell group whose genes a program's genes are (the sequence model's TF choice): a
+# cell-specific program counts as its cell's group; housekeeping and silent follow none.
+_GROUP_OF_KIND: dict[str, Callable[[str], str | None]] = {
+    "housekeeping": lambda rest: None,
+    "group": lambda rest: rest,
+    "cell": lambda rest: _group_key(_cell_group(rest)),
+    "silent": lambda rest: None,
+}
+
+
+def program_group(program: str) -> str | None:
+    """``group:G`` → ``G``; ``cell:C`` → C's group (spaces as ``_``); otherwise None."""
+    kind, _, rest = program.partition(":")
+    return _GROUP_OF_KIND[kind](rest)
+
+
+def program_groups(cells: Sequence[str]) -> list[str]:
+    """The group keys ``program_group`` can return for a genome of ``cells``, in cell order."""
+    return list(dict.fromkeys(_group_key(_cell_group(c)) for c in cells))
 
 
 def _levels(rng: np.random.Generator, on: np.ndarray, cell_sigma: np.ndarray) -> np.ndarray:
@@ -296,10 +325,13 @@ def build_genome(
     # Decoy activity follows its own random program, so it looks like a real enhancer that
     # happens to drive nothing here; driver activity is the driven gene's level.
     n_enh = len(enhancers)
-    _, decoy_on = _assign_programs(rng, n_enh, cells)
+    decoy_programs, decoy_on = _assign_programs(rng, n_enh, cells)
     level = np.log2(_levels(rng, decoy_on, np.full(n_enh, 0.5)) + 1)
     drivers = enhancers["is_driver"].to_numpy()
     level[drivers] = np.log2(rpkm[enhancers["owner"].to_numpy()[drivers]] + 1)
+    # The program each enhancer's activity follows (its gene's for a driver); no draw, no file
+    # changes: read by the sequence model (epx.synthetic.sequence) to pick its TF.
+    enhancers["program"] = np.where(drivers, genes["program"].to_numpy()[enhancers["owner"].to_numpy()], np.array(decoy_programs, dtype=object))
 
     links, link_cells, link_scores = _link(rng, genes, enhancers, n_cells)
     return Genome(

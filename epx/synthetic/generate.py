@@ -7,7 +7,10 @@ Contract:
   ``interactions/{cell}.bedpe``, ``chrom.sizes``) plus ``truth.tsv`` (the hidden generative
   facts: program, distal driver, ...), ``elements.tsv`` (its own enhancer–gene screen in the
   CRISPRi-FlowFISH layout, ``docs/explain.md``: ``epx.synthetic.biology.element_pairs``) and
-  ``synthetic.json`` (format version + parameters). Deterministic for a seed. Each contract
+  ``synthetic.json`` (format version + parameters), and, for the built-in layout, the DNA
+  (``SEQUENCE_FILES``: ``genome.fa`` + ``.fai``, ``motifs.meme``, ``motif_sites.tsv``;
+  ``epx.synthetic.sequence``: motif sites cause the promoter and enhancer activity the tracks
+  show). Deterministic for a seed. Each contract
   file is written by its format's writer in ``epx.io`` (the same code the converters and
   readers use). Atomic as a whole folder: it is built in a hidden sibling folder, which is
   then swapped into place (``_move_into_place``), so ``out_dir`` is either the old folder or
@@ -30,12 +33,21 @@ Contract:
   ``synthetic.json`` matches ``params``, regenerates otherwise; concurrent callers are
   serialised by a file lock on ``{root}.lock``, so it is built once. A matching folder written
   before ``elements.tsv`` existed gets it added (``write_elements``); nothing else changes, and
-  a folder that cannot take it (read-only, edited) is still returned, with a warning.
+  a folder that cannot take it (read-only, edited) is still returned, with a warning. The
+  same for ``SEQUENCE_FILES`` (``write_sequence``) where ``sequence`` asks for them.
+- ``sequence`` (``generate``/``ensure_synthetic``; ``--sequence/--no-sequence``) is not a data
+  parameter (the DNA follows from the seed and layout; ``synthetic.json`` does not record it):
+  None writes the sequence for the built-in layout (184 Mb, seconds) and not for a genome
+  preset (a 3 GB FASTA; ``sequence=True`` writes it, about a minute and ~1 GB of memory for
+  the largest chromosome). It is drawn from its own random streams, so every other file is
+  byte-identical with or without it.
 - ``write_elements(root) -> Path`` adds ``elements.tsv`` to an existing synthetic folder from
   its ``synthetic.json`` parameters: the genome is rebuilt from the seed (no signals
   rendered, well under a second), checked against the folder's ``tss.bed``, ``expression.tsv``
   and ``truth.tsv`` byte for byte, and the table written — the same bytes ``generate`` writes.
   A folder this generator version would not have written is refused (regenerate it).
+  ``write_sequence(root) -> Path`` does the same for ``SEQUENCE_FILES`` (a preset's DNA is
+  that of its un-narrowed genome: the same whichever cells the folder holds).
 - ``main(argv)`` is ``epx synth OUT [--seed S] [--small | --genome hg19 [--n-genes N]] [--cells ...] ...``;
   bad parameters end with one line and exit code 2.
 
@@ -70,8 +82,11 @@ from epx.io.bedpe import write_interactions
 from epx.io.bigwig import open_bigwig
 from epx.io.chrom_sizes import read_chrom_sizes, write_chrom_sizes
 from epx.io.expression import write_expression
+from epx.io.fasta import write_fasta
+from epx.io.motifs import write_meme, write_motif_sites
 from epx.io.tss import write_tss
 from epx.synthetic.biology import Genome, build_genome, element_pairs, render_cell_chrom
+from epx.synthetic.sequence import BACKGROUND, SyntheticSequence, plan_sequence
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +113,8 @@ LAYOUT_KEYS = ("n_chroms", "chrom_length", "genes_per_chrom")
 GENOMES: tuple[str, ...] = ("hg19",)
 GENOME_DEFAULTS: dict[str, Any] = {"genome": None, "n_genes": 19_000, "scale": 1.0}
 ELEMENTS_FILE = "elements.tsv"
+# The sequence files (epx.synthetic.sequence), FASTA last: its presence marks them complete.
+SEQUENCE_FILES = ("motifs.meme", "motif_sites.tsv", "genome.fa", "genome.fa.fai")
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -243,6 +260,25 @@ def _write_elements(out: Path, genome: Genome) -> None:
     write_csv(out / ELEMENTS_FILE, element_pairs(genome), sep="\t", float_format="%.4f")
 
 
+def _write_sequence(out: Path, full: Genome, seed: int) -> None:
+    """genome.fa (+ .fai), motifs.meme, motif_sites.tsv from the un-narrowed genome: a preset's
+    DNA is the same whichever cells are asked for."""
+    started = time.perf_counter()
+    plan = plan_sequence(full, seed)
+    write_meme(out / "motifs.meme", plan.motifs, background=BACKGROUND)
+    write_motif_sites(out / "motif_sites.tsv", plan.sites)
+    write_fasta(out / "genome.fa", SyntheticSequence(plan))
+    log.info(
+        "synthetic sequence: %.0f Mb, %d motifs, %d planted sites, %.1f s",
+        sum(full.chrom_sizes.values()) / 1e6, len(plan.motifs), len(plan.sites), time.perf_counter() - started,
+    )
+
+
+def _wants_sequence(params: dict[str, Any], sequence: bool | None) -> bool:
+    # The built-in layout: yes (184 Mb, seconds). A genome preset: only when asked (3 GB).
+    return ("genome" not in params) if sequence is None else bool(sequence)
+
+
 def _write_signals(
     out: Path, genome: Genome, marks: Sequence[str], seed: int, progress: Callable[[dict[str, Any]], None] | None = None
 ) -> None:
@@ -304,11 +340,14 @@ def generate(
     n_genes: int | None = None,
     scale: float | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    sequence: bool | None = None,
 ) -> Path:
     """Write the synthetic dataset folder at ``out_dir`` (atomically) and return its path.
 
     ``progress`` (not a parameter of the data) is called after each cell's signals with
-    ``{cell, seconds, signal_bytes: {mark: bytes}, interactions_bytes, bytes, entries}``."""
+    ``{cell, seconds, signal_bytes: {mark: bytes}, interactions_bytes, bytes, entries}``.
+    ``sequence`` (not a parameter of the data either: the DNA follows from the seed and the
+    layout) writes ``SEQUENCE_FILES``; None: yes for the built-in layout, no for a preset."""
     params = resolve_params(
         seed=seed,
         n_chroms=n_chroms,
@@ -328,7 +367,7 @@ def generate(
     building.mkdir()
     started = time.perf_counter()
     try:
-        _write_all(building, params, progress)
+        _write_all(building, params, progress, _wants_sequence(params, sequence))
         _move_into_place(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -337,9 +376,10 @@ def generate(
     return out
 
 
-def _write_all(folder: Path, params: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+def _write_all(folder: Path, params: dict[str, Any], progress: Callable[[dict[str, Any]], None] | None = None, sequence: bool = False) -> None:
     started = time.perf_counter()
-    genome = _genome(params)
+    full = _full_genome(params)
+    genome = _narrowed(full, params)
     _write_chrom_sizes(folder, genome)
     _write_tss(folder, genome)
     _write_expression(folder, genome)
@@ -352,10 +392,16 @@ def _write_all(folder: Path, params: dict[str, Any], progress: Callable[[dict[st
         time.perf_counter() - started,
     )
     _write_signals(folder, genome, params["marks"], params["seed"], progress)
+    if sequence:
+        _write_sequence(folder, full, params["seed"])
     _write_manifest(folder, genome, params)  # last: its presence marks a complete folder
 
 
 def _genome(params: dict[str, Any]) -> Genome:
+    return _narrowed(_full_genome(params), params)
+
+
+def _full_genome(params: dict[str, Any]) -> Genome:
     rng = np.random.default_rng([params["seed"], 0])
     if "genome" not in params:
         chrom_sizes = {name: params["chrom_length"] for name in CHROM_NAMES[: params["n_chroms"]]}
@@ -365,13 +411,32 @@ def _genome(params: dict[str, Any]) -> Genome:
     # separate runs (or machines) and still belong to one dataset.
     chrom_sizes, genes_per_chrom = genome_layout(params["genome"], params["n_genes"], params["scale"])
     universe = [*ROADMAP_CELLS, *(c for c in params["cells"] if c not in ROADMAP_CELLS)]
-    full = build_genome(rng, chrom_sizes, genes_per_chrom, universe, params["distal_fraction"])
-    return full.narrow(params["cells"])
+    return build_genome(rng, chrom_sizes, genes_per_chrom, universe, params["distal_fraction"])
+
+
+def _narrowed(full: Genome, params: dict[str, Any]) -> Genome:
+    return full if "genome" not in params else full.narrow(params["cells"])
 
 
 def write_elements(root: str | os.PathLike) -> Path:
     """Add (or rewrite) ``elements.tsv`` in the synthetic folder ``root``; returns its path."""
     root = Path(root).expanduser().absolute()
+    _, genome = _rebuilt_genome(root)
+    _write_elements(root, genome)
+    return root / ELEMENTS_FILE
+
+
+def write_sequence(root: str | os.PathLike) -> Path:
+    """Add (or rewrite) ``SEQUENCE_FILES`` in the synthetic folder ``root``; returns the FASTA."""
+    root = Path(root).expanduser().absolute()
+    full, _ = _rebuilt_genome(root)
+    _write_sequence(root, full, read_manifest(root)["params"]["seed"])
+    return root / "genome.fa"
+
+
+def _rebuilt_genome(root: Path) -> tuple[Genome, Genome]:
+    """The folder's genome (un-narrowed, narrowed) rebuilt from its ``synthetic.json``, checked
+    against its ``tss.bed``, ``expression.tsv`` and ``truth.tsv`` byte for byte."""
     manifest = read_manifest(root)
     if not manifest or "params" not in manifest:
         raise InputError(f"{root} is not a synthetic dataset folder (no readable synthetic.json); write one with `epx synth {root}`.")
@@ -382,7 +447,8 @@ def write_elements(root: str | os.PathLike) -> Path:
             "and run a job)."
         )
     params = resolve_params(**manifest["params"])
-    genome = _genome(params)
+    full = _full_genome(params)
+    genome = _narrowed(full, params)
     with tempfile.TemporaryDirectory(prefix="epx-elements-check-") as tmp:
         check = Path(tmp)
         _write_tss(check, genome)
@@ -395,8 +461,7 @@ def write_elements(root: str | os.PathLike) -> Path:
             f"parameters (edited, or written by another generator version), so its enhancers are unknown here. "
             f"Regenerate the folder (`epx synth {root} --seed {params['seed']}`)."
         )
-    _write_elements(root, genome)
-    return root / ELEMENTS_FILE
+    return full, genome
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -444,36 +509,41 @@ def _matches(root: Path, params: dict[str, Any]) -> bool:
     return bool(manifest) and manifest.get("format_version") == FORMAT_VERSION and manifest.get("params") == params
 
 
-def ensure_synthetic(root: str | os.PathLike, **params: Any) -> Path:
-    """Return ``root`` holding the synthetic dataset for ``params``, generating it if needed."""
+def ensure_synthetic(root: str | os.PathLike, *, sequence: bool | None = None, **params: Any) -> Path:
+    """Return ``root`` holding the synthetic dataset for ``params``, generating it if needed.
+
+    ``sequence`` as for ``generate``: a matching folder that lacks the files is given them."""
     resolved = resolve_params(**params)
     root = Path(root).expanduser().absolute()
     if _matches(root, resolved):
-        if not (root / ELEMENTS_FILE).exists():
-            _add_elements(root)
+        _add_missing(root, (ELEMENTS_FILE,), write_elements, "enhancer validation needs it")
+        if _wants_sequence(resolved, sequence):
+            _add_missing(root, SEQUENCE_FILES, write_sequence, "sequence models need it")
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(_lock_path(root)):
         if _matches(root, resolved):  # another process built it while we waited
             return root
         log.info("generating the synthetic dataset at %s (once; reused afterwards)", root)
-        return generate(root, **resolved)
+        return generate(root, sequence=sequence, **resolved)
 
 
 def _lock_path(root: Path) -> str:
     return str(root.with_name(root.name + ".lock"))
 
 
-def _add_elements(root: Path) -> None:
-    """Add elements.tsv to a matching folder written before it existed; a folder that cannot
-    take it (read-only, edited) stays usable for training: only validation needs the table."""
+def _add_missing(root: Path, names: Sequence[str], writer: Callable[[Path], Path], why: str) -> None:
+    """Add files to a matching folder written before they existed; a folder that cannot take
+    them (read-only, edited) stays usable for training, with a warning."""
+    if all((root / name).exists() for name in names):
+        return
     try:
         with FileLock(_lock_path(root)):
-            if not (root / ELEMENTS_FILE).exists():
-                log.info("adding %s to the synthetic dataset at %s", ELEMENTS_FILE, root)
-                write_elements(root)
+            if not all((root / name).exists() for name in names):
+                log.info("adding %s to the synthetic dataset at %s", ", ".join(names), root)
+                writer(root)
     except (OSError, InputError) as err:
-        log.warning("could not add %s to %s (%s); enhancer validation needs it: run epx.synthetic.generate.write_elements", ELEMENTS_FILE, root, err)
+        log.warning("could not add %s to %s (%s); %s: run epx.synthetic.generate.%s", ", ".join(names), root, err, why, writer.__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -481,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="epx synth",
         description="Write the built-in synthetic Roadmap-like dataset (bigWigs, tss.bed, expression.tsv, "
-        "interactions/*.bedpe, chrom.sizes, truth.tsv, elements.tsv) to OUT. With --genome, a full-size one on "
+        "interactions/*.bedpe, chrom.sizes, truth.tsv, elements.tsv, genome.fa, motifs.meme, motif_sites.tsv) to OUT. With --genome, a full-size one on "
         "that genome's real chromosomes (a benchmark input: minutes and a few hundred MB per cell).",
     )
     parser.add_argument("out", type=Path, help="output folder (created; an earlier synthetic folder is replaced)")
@@ -496,6 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--genes-per-chrom", type=int, help=f"default {DEFAULTS['genes_per_chrom']}")
     parser.add_argument("--cells", help="comma-separated cell ids (default: the 11 Roadmap cells)")
     parser.add_argument("--distal-fraction", type=float, help=f"default {DEFAULTS['distal_fraction']}")
+    parser.add_argument(
+        "--sequence", action=argparse.BooleanOptionalAction, default=None,
+        help="write genome.fa (+ .fai), motifs.meme and motif_sites.tsv (default: yes, except with --genome: 3 GB)",
+    )
     args = parser.parse_args(argv)
     if args.small and args.genome:
         parser.error("--small and --genome exclude each other (--small shrinks the default layout)")
@@ -512,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     params.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        path = generate(args.out, seed=args.seed, **params)
+        path = generate(args.out, seed=args.seed, sequence=args.sequence, **params)
     except InputError as err:
         print(f"epx synth: error: {err}", file=sys.stderr)
         return 2
