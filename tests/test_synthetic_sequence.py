@@ -14,11 +14,25 @@ import pytest
 from epx.errors import InputError
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.io.fasta import FastaFile, read_fasta_sizes, reverse_complement
-from epx.io.motifs import SITE_COLUMNS, read_meme, read_meme_background, read_motif_sites, write_meme, write_motif_sites
+from epx.io.motifs import (
+    SITE_COLUMNS,
+    read_meme,
+    read_meme_background,
+    read_motif_sites,
+    write_meme,
+    write_motif_sites,
+)
 from epx.synthetic import generate as synthetic
-from epx.synthetic.sequence import BACKGROUND, log_odds, min_site_score, plan_sequence, program_motif, scan
+from epx.synthetic.sequence import (
+    BACKGROUND,
+    log_odds,
+    min_site_score,
+    plan_sequence,
+    program_motif,
+    scan,
+)
 
-TINY = dict(n_chroms=2, chrom_length=600_000, genes_per_chrom=8, cells=("E003",), marks=("H3K4me3", "H3K27ac"))
+TINY = {"n_chroms": 2, "chrom_length": 600_000, "genes_per_chrom": 8, "cells": ("E003",), "marks": ("H3K4me3", "H3K27ac")}
 SEQUENCE_FILES = set(synthetic.SEQUENCE_FILES)
 WINDOW = (-500, 500)  # around the TSS: the planted promoter window (-416..+96) and its CpG island
 
@@ -115,13 +129,20 @@ def test_sequence_is_added_to_an_existing_folder_and_nothing_else_changes(tmp_pa
 
 
 def test_a_genome_preset_writes_no_sequence_unless_asked_and_the_same_dna_for_any_cells(tmp_path):
-    preset = dict(seed=0, genome="hg19", scale=0.02, marks=["H3K27ac"])
+    preset = {"seed": 0, "genome": "hg19", "scale": 0.02, "marks": ["H3K27ac"]}
     plain = synthetic.generate(tmp_path / "plain", cells=["E003"], **preset)
     assert not any((plain / name).exists() for name in SEQUENCE_FILES)
     asked = synthetic.generate(tmp_path / "asked", cells=["E114"], sequence=True, **preset)
     synthetic.write_sequence(plain)
     for name in SEQUENCE_FILES:
         assert (plain / name).read_bytes() == (asked / name).read_bytes(), name
+
+
+def test_cli_sequence_flag(tmp_path, capsys):
+    args = ["--n-chroms", "1", "--chrom-length", "600000", "--genes-per-chrom", "4", "--cells", "E003"]
+    assert synthetic.main([str(tmp_path / "no"), *args, "--no-sequence"]) == 0
+    assert synthetic.main([str(tmp_path / "yes"), *args]) == 0
+    assert not (tmp_path / "no" / "genome.fa").exists() and (tmp_path / "yes" / "genome.fa").exists()
 
 
 # ----------------------------------------------------------------------------- the grammar

@@ -86,7 +86,7 @@ class _MemeParser:
     def fail(self, index: int, problem: str) -> InputError:
         return InputError(f"{self.path}, line {index + 1}: {problem}; see the MEME minimal motif format (meme-suite.org/meme/doc/meme-format.html)")
 
-    def parse(self) -> "_MemeParser":
+    def parse(self) -> _MemeParser:
         header = next((i for i, line in enumerate(self.lines) if line.strip()), None)
         if header is None or not self.lines[header].strip().startswith("MEME version"):
             raise self.fail(header or 0, "not a MEME motif file (its first line must be 'MEME version 4')")

@@ -51,8 +51,9 @@ The grammar (built on the genome's programs, ``biology``):
   and CpG at ~1/4 of its expected rate outside islands; 10 kb of N at each chromosome end
   (no feature lies within 50 kb of an end).
 
-Cost: background one ``integers`` call per chromosome plus fancy-indexed pastes; the
-default dataset (23 x 8 Mb) plans and builds its sequence in a few seconds (README).
+Cost: one ``integers`` call per chromosome for the background, fancy-indexed pastes for the
+sites; the default dataset (23 x 8 Mb, ~24,000 sites) takes ~0.2 s to plan and ~2.3 s to
+write as a 187 MB FASTA on one core. Memory: a few bytes per base of the largest chromosome.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ import numpy as np
 import pandas as pd
 
 from epx.io.motifs import SITE_COLUMNS
-from epx.synthetic.biology import MIN_EXPRESSED_RPKM, Genome, program_group, program_groups
+from epx.synthetic.biology import (
+    MIN_EXPRESSED_RPKM,
+    Genome,
+    program_group,
+    program_groups,
+)
 
 SEQUENCE_STREAM = 19  # issue 19: the key of every random stream this module draws from
 PROMOTER_MOTIF, HOUSEKEEPING_MOTIF = "TF_PROMOTER", "TF_HOUSEKEEPING"
@@ -208,10 +214,10 @@ class _Requests:
     target: np.ndarray  # object: gene id, element id or ""
 
     @staticmethod
-    def concat(parts: list["_Requests"]) -> "_Requests":
+    def concat(parts: list[_Requests]) -> _Requests:
         return _Requests(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("chrom", "start", "strand", "motif", "role", "target")))
 
-    def take(self, keep: np.ndarray) -> "_Requests":
+    def take(self, keep: np.ndarray) -> _Requests:
         return _Requests(self.chrom[keep], self.start[keep], self.strand[keep], self.motif[keep], self.role[keep], self.target[keep])
 
 
@@ -235,7 +241,7 @@ def _site_count(activity: np.ndarray) -> np.ndarray:
     return np.clip(np.round(SITES_PER_LOG2 * activity), 1, MAX_SITES).astype(np.int64)
 
 
-def _promoter_requests(rng, genome: Genome, motif_index: dict[str, int], widths: np.ndarray) -> tuple[_Requests, np.ndarray]:
+def _promoter_requests(rng: np.random.Generator, genome: Genome, motif_index: dict[str, int], widths: np.ndarray) -> tuple[_Requests, np.ndarray]:
     """TF_PROMOTER at every active-capable gene; the program's factor where not distal-driven.
     Returns the requests and the genes that get a CpG island."""
     g = genome.genes
@@ -269,7 +275,7 @@ def _promoter_requests(rng, genome: Genome, motif_index: dict[str, int], widths:
     return requests, island
 
 
-def _enhancer_requests(rng, genome: Genome, motif_index: dict[str, int], widths: np.ndarray) -> _Requests:
+def _enhancer_requests(rng: np.random.Generator, genome: Genome, motif_index: dict[str, int], widths: np.ndarray) -> _Requests:
     e = genome.enhancers
     chrom_index = {c: i for i, c in enumerate(genome.chrom_sizes)}
     tf = np.array([motif_index.get(program_motif(p) or "", -1) for p in e["program"]], np.int64)
@@ -302,9 +308,9 @@ def _without_overlaps(req: _Requests, widths: np.ndarray, offsets: np.ndarray) -
     return req.take(gstart >= prev_end)
 
 
-def _decoy_requests(rng, chrom_sizes: dict[str, int], real: _Requests, decoys: np.ndarray, widths: np.ndarray) -> _Requests:
+def _decoy_requests(rng: np.random.Generator, chrom_sizes: dict[str, int], real: _Requests, decoys: np.ndarray, widths: np.ndarray) -> _Requests:
     """Each decoy at the mean real motif's site count, uniform over the genome, off real sites."""
-    per_motif = int(round(len(real.motif) / max(1, len(np.unique(real.motif)))))
+    per_motif = round(len(real.motif) / max(1, len(np.unique(real.motif))))
     lengths = np.array(list(chrom_sizes.values()), np.int64)
     usable = lengths - 2 * TELOMERE_N - SLOT
     motif = np.repeat(decoys, per_motif)
