@@ -81,7 +81,7 @@ DOMINANT = (0.75, 0.97)
 MIN_PROB = 0.01
 # Every planted instance scores at least what a background window reaches with probability
 # CHANCE_RATE per position and strand (~0.1 chance hits per kb), and MIN_SITE_FRACTION of the
-# best score: planted sites stand ~10-50x above chance in a promoter or enhancer window.
+# best score: a factor's planted sites stand 15-180x above chance in a promoter window.
 CHANCE_RATE = 5e-5
 MIN_SITE_FRACTION = 0.6
 SCORE_STEP = 0.005  # bits: resolution of the exact background score distribution
