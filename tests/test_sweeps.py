@@ -4,7 +4,7 @@ Each file is expanded as W&B's sweep controller would (grid: the cartesian produ
 ``values``; bayes/random: points drawn from each distribution, its bounds included), turned
 into a command line exactly as ``wandb agent`` does (``wandb.sdk.launch.sweeps.utils``, the
 agent's own ``${args_no_hyphens}`` formatting and command substitution), and each command's
-``key=value`` arguments are composed with Hydra (``epx.cli.compose``) and validated as a job
+``key=value`` arguments are composed with Hydra (``epx.config.compose``) and validated as a job
 would validate them. The default run composes a set of grid points that holds every value
 of every parameter; ``pytest -m slow`` composes the whole cartesian product.
 """
