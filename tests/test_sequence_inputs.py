@@ -115,3 +115,20 @@ def test_rc_augmentation_mirrors_sequence_targets_and_genes_on_train_only():
 
 def test_encode_and_genome_agree_on_n():
     assert onehot(encode("ACGTNRYacgtn")).sum(axis=0).tolist() == [1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0]
+
+
+def test_a_sequence_job_without_a_genome_stops_before_any_work(tmp_path, small_synthetic):
+    """model=seq_cnn_base on a folder without genome.fa: one InputError naming the file the
+    contract expects and the download, before any cache (histone or genome) is built."""
+    from epx.record import JobRecord
+    from epx.run import train
+    from test_train import job_cfg
+
+    cfg = job_cfg(tmp_path, small_synthetic, "model=seq_cnn_base", "mark=H3K4me3+H3K27ac", "trainer=debug",
+                  "dataset.files.genome=no_such_genome.fa", f"paths.cache_dir={tmp_path / 'cache'}")
+    with pytest.raises(InputError) as info:
+        train(cfg)
+    message = str(info.value)
+    assert str(small_synthetic / "no_such_genome.fa") in message and "dataset.files.genome" in message and "epx download hg19" in message
+    assert JobRecord.read(tmp_path / "job").status == "failed"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.h5")), "no cache may be built first"
