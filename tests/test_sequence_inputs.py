@@ -132,3 +132,12 @@ def test_a_sequence_job_without_a_genome_stops_before_any_work(tmp_path, small_s
     assert str(small_synthetic / "no_such_genome.fa") in message and "dataset.files.genome" in message and "epx download hg19" in message
     assert JobRecord.read(tmp_path / "job").status == "failed"
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.h5")), "no cache may be built first"
+
+
+def test_gene_dataset_holds_only_chunks_with_genes():
+    builder = SequenceChunks(chunk_bp=CHUNK)
+    ds = builder(_context(), np.arange(4), split="test")
+    genes_only = builder.gene_dataset(ds)
+    assert len(genes_only) == 4 < len(ds)
+    batch = genes_only.__getitems__(list(range(4)))
+    assert sorted(batch["gene"].tolist()) == [0, 1, 2, 3] and batch["x"]["x"].shape == (4, 4, CHUNK)

@@ -271,8 +271,8 @@ class EpxDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[name]
+    def _loader(self, name: str, shuffle: bool, gene_items: bool = False) -> DataLoader:
+        dataset = self.inputs.gene_dataset(self.datasets[name]) if gene_items else self.datasets[name]
         return DataLoader(
             dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
@@ -292,4 +292,5 @@ class EpxDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def predict_dataloaders(self) -> dict[str, DataLoader]:
-        return {name: self._loader(name, shuffle=False) for name in SPLITS}
+        """Per split, the loader of what per-gene predictions need (``InputBuilder.gene_dataset``)."""
+        return {name: self._loader(name, shuffle=False, gene_items=True) for name in SPLITS}

@@ -43,7 +43,7 @@ from epx.data.inputs.arrays import keep_batch
 import pandas as pd
 
 from epx.data.inputs.context import DataContext, target_array
-from epx.data.inputs.protocol import GeneIntervals, Layout, oriented_window_layout, tss_intervals
+from epx.data.inputs.protocol import GeneIntervals, Layout, oriented_window_layout, tss_intervals, whole_dataset
 from epx.data.inputs.pcres import PcreSlots, _ragged_arange, select_pcres
 from epx.data.tracks import SignalTracks, log_signal
 
@@ -314,6 +314,7 @@ class ChromoformerInputs:
     requires_contacts = True
     distal = True  # pCREs are linked at any distance: no window bounds what a gene sees
     collate_fn = staticmethod(keep_batch)
+    gene_dataset = staticmethod(whole_dataset)
 
     def channels(self, marks) -> tuple[str, ...]:
         return tuple(marks)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from epx.data.inputs.arrays import ArrayDataset, keep_batch
 from epx.data.inputs.context import DataContext, target_array
-from epx.data.inputs.protocol import GeneIntervals, Layout, oriented_window_layout, tss_intervals
+from epx.data.inputs.protocol import GeneIntervals, Layout, oriented_window_layout, tss_intervals, whole_dataset
 
 
 class PromoterInputs:
@@ -26,6 +26,7 @@ class PromoterInputs:
     requires_contacts = False
     distal = False
     collate_fn = staticmethod(keep_batch)
+    gene_dataset = staticmethod(whole_dataset)
 
     def __init__(self, *, window_bp: int = 6000, bin_bp: int = 100):
         self.window_bp, self.bin_bp = int(window_bp), int(bin_bp)

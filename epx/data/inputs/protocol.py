@@ -21,6 +21,10 @@ by Hydra with keyword arguments, and satisfies ``InputBuilder``:
 - ``intervals(genes) -> GeneIntervals``: the genomic interval each gene's window covers
   (one row per gene, in ``genes``' order). Explain, element validation and activity read
   these instead of recomputing a builder's geometry.
+- ``gene_dataset(dataset) -> Dataset``: the part of a split's dataset that per-gene
+  predictions (``predictions.csv``) need: the whole of it for gene-centred builders, only the
+  chunks that hold a TSS for a builder that tiles whole chromosomes (sequence), whose other
+  chunks matter to training and per-bin metrics but predict no gene.
 - ``collate_fn(batch)``: what the DataLoader does with one ``Dataset.__getitems__`` result
   (the builders assemble whole batches in memory, so usually the identity).
 - ``__call__(context, rows, *, split) -> Dataset``: the dataset of one split (``split`` is
@@ -44,7 +48,7 @@ import pandas as pd
 from epx.errors import InputError
 
 ATTRIBUTES = ("sources", "reach_bp", "contact_tolerance_bp", "requires_contacts", "distal")
-METHODS = ("channels", "intervals", "collate_fn", "__call__")
+METHODS = ("channels", "intervals", "gene_dataset", "collate_fn", "__call__")
 
 
 @dataclass
@@ -97,6 +101,8 @@ class InputBuilder(Protocol):
 
     def intervals(self, genes: pd.DataFrame) -> GeneIntervals: ...
 
+    def gene_dataset(self, dataset: Any) -> Any: ...
+
     def collate_fn(self, batch: Any) -> Any: ...
 
     def __call__(self, context: Any, rows: np.ndarray, *, split: str = "train") -> Any: ...
@@ -130,6 +136,11 @@ def check_builder(builder: object, known_sources: Sequence[str] | None = None, *
             f"{what} ({type(builder).__module__}.{type(builder).__name__}) does not satisfy the input contract "
             f"(epx.data.inputs.protocol.InputBuilder): {'; '.join(found)}"
         )
+
+
+def whole_dataset(dataset):
+    """``gene_dataset`` of a builder whose every item holds genes: the dataset itself."""
+    return dataset
 
 
 def tss_intervals(genes: pd.DataFrame, half_bp: int, base_bp: int) -> GeneIntervals:

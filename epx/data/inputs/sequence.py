@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from epx.data.inputs.arrays import keep_batch
 from epx.data.inputs.context import DataContext
@@ -144,6 +144,12 @@ class SequenceChunks:
     distal = False
     reach_bp = 0  # chromosomes are tiled with N-padded ends: every gene has a chunk
     collate_fn = staticmethod(keep_batch)
+
+    @staticmethod
+    def gene_dataset(dataset: "SequenceChunkDataset") -> Subset:
+        """The chunks that hold a TSS: all ``predictions.csv`` needs (most of a genome's
+        chunks hold none, and predicting them would cost most of a job's time)."""
+        return Subset(dataset, np.flatnonzero(dataset.table.n_genes > 0).tolist())
 
     def __init__(self, *, chunk_bp: int = 100_000, bin_bp: int = 100, max_n_fraction: float = 0.5, rc_augment: bool = False):
         self.chunk_bp, self.bin_bp = int(chunk_bp), int(bin_bp)

@@ -49,7 +49,7 @@ from epx.errors import InputError
 from epx.io.naming import chrom_sort_key
 from epx.data.inputs.graphreg.graph import interaction_edges, window_edges
 from epx.data.inputs.context import DataContext
-from epx.data.inputs.protocol import GeneIntervals
+from epx.data.inputs.protocol import GeneIntervals, whole_dataset
 from epx.data.inputs.graphreg.tiling import NODE_BP, STEP_BP, WINDOW_BP, middle_slice, tile_windows, tss_bin_index, window_of
 from epx.data.tracks import SignalTracks, log_signal
 
@@ -177,6 +177,7 @@ class GraphRegInputs:
     sources = ("tracks", "contacts")
     distal = False  # the 6 Mb tile bounds what a gene's prediction can see
     collate_fn = staticmethod(keep_batch)
+    gene_dataset = staticmethod(whole_dataset)
 
     def channels(self, marks) -> tuple[str, ...]:
         return tuple(marks)
