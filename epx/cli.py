@@ -35,7 +35,8 @@ def run_job(cfg) -> float | None:
 
 
 def prepare(argv: list[str]) -> int:
-    """``epx prepare dataset=... cell=E003,E114 [mark=...]``: build each cell's cache now."""
+    """``epx prepare dataset=... cell=E003,E114 [mark=...]``: build each cell's cache now, and the
+    genome cache when the dataset has a ``genome.fa``."""
     from hydra.utils import instantiate
 
     from epx.config import compose
@@ -63,6 +64,10 @@ def prepare(argv: list[str]) -> int:
             spec.check([cell], available or marks)
             path = CellCache(spec, cell, cfg.paths.cache_dir, dtype=cfg.data.get("cache_dtype", "float32")).ensure(available)
             print(f"{cell}: {', '.join(available)} -> {path}")
+        if spec.genome_path() is not None:  # the cell-independent sequence cache (sequence models)
+            from epx.data.prepare.genome import GenomeCache
+
+            print(f"genome: {spec.genome_path()} -> {GenomeCache(spec, cfg.paths.cache_dir).ensure()}")
     except InputError as err:
         print(f"epx: error: {err}", file=sys.stderr)
         return 2

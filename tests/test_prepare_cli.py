@@ -11,8 +11,10 @@ def test_prepare_then_train_reuses_cache(tmp_path, small_synthetic):
     cmd = [sys.executable, "-m", "epx.cli", "prepare", "dataset=folder", f"dataset.root={small_synthetic}", f"paths.cache_dir={cache}", "cell=E003,E114"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    built = sorted(cache.glob("*/*.h5"))
+    built = sorted(p for p in cache.glob("*/*.h5") if not p.parent.name.startswith("genome-"))
     assert [p.name for p in built] == ["E003.h5", "E114.h5"]
+    # the folder has a genome.fa: its cell-independent cache is built too, for sequence models
+    assert len(list(cache.glob("genome-*/genome.h5"))) == 1 and "genome: " in proc.stdout
     mtimes = {p: p.stat().st_mtime_ns for p in built}
     assert "E003: H3K4me1, H3K4me3" in proc.stdout
 

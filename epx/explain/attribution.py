@@ -10,7 +10,7 @@ Contract:
   samples). The baseline is zero signal (inputs are ln(mean + 1), so 0 = no signal).
   ``batch_size`` is the input copies per forward pass (genes x steps; the adapter's default
   when None): the genes are attributed ``batch_size // n_steps`` at a time.
-- ``Attribution``: ``method``, ``rows`` (N,), ``marks``, ``inputs`` {input name: float32
+- ``Attribution``: ``method``, ``rows`` (N,), ``marks`` (the input channels: ``InputBuilder.channels``, the marks of histone inputs, A C G T of sequence), ``inputs`` {input name: float32
   (N, M, L) or (N, I, M, L)}, ``prediction`` f(x) and ``baseline`` f(0) (N,), ``total`` (N,)
   the attributions summed, ``gap`` = total - (f(x) - f(0)) and ``delta`` = gap / max(|f(x) - f(0)|,
   sum |attribution|) (the completeness error, relative: to f(x) - f(0) itself unless the
@@ -177,7 +177,7 @@ def attribute(job, rows, *, method: str = "ig", n_steps: int = 32, batch_size: i
         for n, a in zip(names, attr):
             parts[n].append(a.detach().float().cpu().numpy())
     values = {n: np.concatenate(p) if p else np.zeros((0,)) for n, p in parts.items()}
-    return Attribution(method, rows, tuple(job.marks), values, np.concatenate(fx) if fx else np.zeros(0),
+    return Attribution(method, rows, tuple(adapter.dm.inputs.channels(job.marks)), values, np.concatenate(fx) if fx else np.zeros(0),
                        np.concatenate(f0) if f0 else np.zeros(0), n_steps if spec.uses_steps else 0)
 
 

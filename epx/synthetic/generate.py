@@ -77,7 +77,9 @@ from filelock import FileLock
 
 from epx.constants import MARKS, ROADMAP_CELLS
 from epx.errors import InputError
-from epx.io.atomic import write_csv, write_text
+from epx.io.atomic import write_text
+from epx.io.elements import write_elements as write_element_table
+from epx.io.truth import write_truth
 from epx.io.bedpe import write_interactions
 from epx.io.bigwig import open_bigwig
 from epx.io.chrom_sizes import read_chrom_sizes, write_chrom_sizes
@@ -253,11 +255,11 @@ def _write_truth(out: Path, genome: Genome) -> None:
     for column, values in (("enhancer_start", center - half), ("enhancer_end", center + half)):
         truth[column] = pd.Series(pd.NA, index=truth.index, dtype="Int64")
         truth.loc[has, column] = values
-    write_csv(out / "truth.tsv", truth, sep="\t")
+    write_truth(truth, out / "truth.tsv")
 
 
 def _write_elements(out: Path, genome: Genome) -> None:
-    write_csv(out / ELEMENTS_FILE, element_pairs(genome), sep="\t", float_format="%.4f")
+    write_element_table(element_pairs(genome), out / ELEMENTS_FILE)
 
 
 def _write_sequence(out: Path, full: Genome, seed: int) -> None:
