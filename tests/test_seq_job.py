@@ -77,3 +77,17 @@ def test_attribution_is_per_base_of_the_one_hot(seq_job):
     # the TSS base sits at offset 0 of its own chunk
     tss_at = genes["tss"].to_numpy() - layout.start[:, 0]
     assert (layout.offset_bp[np.arange(2), tss_at] == 0).all()
+
+
+def test_the_fourier_prior_recipe_composes_and_its_target_is_registered():
+    """experiment=seq_cnn_base_fft sets the prior through config; its _target_ is in conf/,
+    so a job trained with it opens again (epx.trained refuses targets conf/ does not name)."""
+    from hydra.utils import instantiate
+
+    from epx.config import compose, registry_targets
+    from epx.train.priors import FourierAttributionPrior
+
+    cfg = compose(["experiment=seq_cnn_base_fft", "mark=H3K4me3+H3K27ac", "logger=none"])
+    assert cfg.model.name == "seq_cnn_base" and "epx.train.priors.FourierAttributionPrior" in registry_targets()
+    module = instantiate(cfg.model.module, _partial_=True)(net=instantiate(cfg.model.net), objective=instantiate(cfg.model.objective))
+    assert isinstance(module.prior, FourierAttributionPrior) and module.prior.weight == 1.0
