@@ -14,6 +14,7 @@ Contract:
 - ``evaluate(trainer, module, dm, job, *, ckpt_path=None)``: tests ``module`` (with the
   weights of ``ckpt_path`` when given — a training job's best checkpoint, loaded
   ``weights_only`` — else the weights it holds), puts the test metrics in ``job.record.test``
+  (undefined ones as null, their reasons in ``undefined_metrics``: ``JobRecord.set_test``)
   and writes ``JOB_DIR/predictions.csv`` for every gene of every split with those weights
   (``epx.train.predictions``).
 """
@@ -51,5 +52,5 @@ def evaluation_trainer(trainer_cfg: DictConfig, *, logger, root: Path) -> L.Trai
 def evaluate(trainer: L.Trainer, module: L.LightningModule, dm, job, *, ckpt_path: str | None = None) -> None:
     # testing with a ckpt_path loads those weights into `module`, which the predictions then use
     results = trainer.test(module, datamodule=dm, verbose=False, ckpt_path=ckpt_path, weights_only=True)
-    job.record.test = metrics_of_test(results)
+    job.record.set_test(metrics_of_test(results), module.undefined.get("test", {}))
     write_csv(job.dir / "predictions.csv", prediction_table(trainer, module, dm))

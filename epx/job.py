@@ -4,10 +4,23 @@ Contract: ``Job(dir, record)``; the steps of a job run inside ``with job.running
 the way out, whatever happened, the record gets its wall time and is written atomically to
 ``dir/metrics.json``, and the experiment logger (``job.logger``, set once a step made one) is
 finished with the job's status. An exception inside marks the record ``failed`` with the
-error (``"TypeName: message"``; for ``SystemExit``/``KeyboardInterrupt`` — Ctrl-C, or
-submitit's requeue on a timeout/preemption signal — followed by ``INTERRUPTED``, which says
-the job resumes from its last checkpoint) and is re-raised, so Hydra and the CLI still see it; a
-job therefore never leaves a ``running`` record behind unless the process itself was killed.
+error (``"TypeName: message"``) and is re-raised, so Hydra and the CLI still see it; a stop
+from outside — ``Interrupted`` (SIGTERM, SIGINT), Lightning's ``SIGTERMException``, any other
+``SystemExit``/``KeyboardInterrupt`` such as submitit's requeue on a timeout/preemption signal —
+marks it ``interrupted``, the error followed by ``INTERRUPTED`` (the job resumes from its last
+checkpoint when launched again). A job therefore never leaves a ``running`` record behind
+unless the process itself was killed.
+
+Signals (issue 23). ``interruptible()`` is the span in which SIGTERM (what ``kill`` and SLURM
+send) and SIGINT (Ctrl-C) raise ``Interrupted``, a ``SystemExit`` whose code is 128 + the
+signal — 143 and 130, what a shell reports for a process those signals ended — so no ``finally``
+is skipped, the record says ``interrupted``, and the process exits non-zero (Hydra and Lightning
+let a ``SystemExit`` through). It is installed only over the default handlers: a handler some
+other code installed first (submitit's SIGTERM bypass in a SLURM job, whose USR2 handler
+requeues the job) is left in place, so the requeue path is unchanged. The first signal raises;
+later ones are logged and ignored, so a second Ctrl-C does not cut the record's write short.
+``epx.run.train`` runs each job inside it and ``epx.analysis.callback.SummaryCallback`` a whole
+multirun (so a signal between two jobs stops the grid the same way).
 ``job.save()`` writes the record mid-job (e.g. once the W&B run id is known). Only the
 process of global rank 0 writes (``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID``, as Lightning
 reads them): the other ranks of a DDP job run the same steps into the same job dir.
@@ -30,10 +43,12 @@ dataset under another root does not change it (use another sweep name for other 
 ``plan(cfg, job_dir)`` decides, before anything in the job dir is touched, from the record
 already there (``metrics.json``):
 
-- ``reuse``: a named sweep (``sweep=<name>``), the record says ``ok`` with this digest and
+- ``reuse``: a named sweep (``sweep=<name>``), the record says it finished (``ok``, or
+  ``degenerate``: its data leave a metric undefined, and training again gives the same) with this digest and
   ``rerun`` is false: the job is not trained again; its record gets ``reused: true`` (test
   metrics, wall time and W&B id kept; rewritten atomically) and is returned;
-- ``resume``: the record (any status but ``ok``: killed, failed, interrupted by a requeue)
+- ``resume``: the record (any status but a finished one: killed, failed, interrupted by a
+  signal or a requeue)
   has this digest and ``checkpoints/last.ckpt`` is a complete checkpoint: training resumes
   from it (``Trainer.fit(ckpt_path=...)``: weights, optimizer, schedulers, loops, callbacks
   and, through ``RngState``, the random generators, so the result equals an uninterrupted
@@ -65,7 +80,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -105,10 +122,9 @@ class Job:
         try:
             yield self
         except BaseException as err:
-            self.record.status = "failed"
-            self.record.error = f"{type(err).__name__}: {err}"
-            if isinstance(err, SystemExit | KeyboardInterrupt):
-                self.record.error += f" ({INTERRUPTED})"
+            stopped = isinstance(err, SystemExit | KeyboardInterrupt)
+            self.record.status = "interrupted" if stopped else "failed"
+            self.record.error = f"{type(err).__name__}: {err}" + (f" ({INTERRUPTED})" if stopped else "")
             raise
         finally:
             self.record.wall_seconds = round(time.time() - start, 2)
@@ -133,9 +149,56 @@ def global_rank() -> int:
 
 
 INTERRUPTED = (
-    "interrupted: Ctrl-C, or a timeout/preemption signal that submitit answers by requeueing the job; "
+    "interrupted: SIGTERM, Ctrl-C, or a timeout/preemption signal that submitit answers by requeueing the job; "
     "the requeued job, or a rerun of the grid, resumes it from checkpoints/last.ckpt"
 )
+
+
+# -- signals: SIGTERM / SIGINT end a job as interrupted, with a non-zero exit -----------------
+
+
+class Interrupted(SystemExit):
+    """SIGTERM or SIGINT received: exit code 128 + the signal number (143, 130)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(128 + self.signum)
+
+    def __str__(self) -> str:
+        return f"{signal.Signals(self.signum).name} received; exit code {128 + self.signum}"
+
+
+# the handler each signal has when nobody installed one (SIGINT: Python's KeyboardInterrupt)
+_DEFAULT_HANDLERS = {signal.SIGTERM: (signal.SIG_DFL,), signal.SIGINT: (signal.default_int_handler, signal.SIG_DFL)}
+_received: list[int] = []  # the signals received so far in this process
+
+
+def _interrupt(signum: int, frame) -> None:
+    if _received:  # already stopping: let the record and the summary be written
+        log.warning("%s received again while stopping; ignored", signal.Signals(signum).name)
+        return
+    _received.append(signum)
+    log.warning("%s received: stopping the job (the record says interrupted; launch it again to resume)", signal.Signals(signum).name)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``Interrupted`` inside (module doc); the handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    installed = {}
+    for signum, defaults in _DEFAULT_HANDLERS.items():
+        current = signal.getsignal(signum)
+        if any(current is default for default in defaults):
+            installed[signum] = current
+            signal.signal(signum, _interrupt)
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)
 
 
 # -- the job's identity: config digest, W&B run id -------------------------------------------
@@ -272,12 +335,12 @@ def plan(cfg: DictConfig, job_dir: Path) -> Plan:
             )
             raise refuse_other_grid(job_dir, why)
         return Plan("fresh", digest, wandb_id=fresh_id)
-    if prior.ok and named:
+    if prior.finished and named:
         prior.reused = True
         if global_rank() == 0:
             prior.write(job_dir)
         return Plan("reuse", digest, record=prior, note="finished with the same config")
-    if prior.ok:
+    if prior.finished:
         return Plan("fresh", digest, wandb_id=fresh_id)
     resume_id = prior_id or fresh_id
     if last.is_file():

@@ -77,7 +77,7 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
         module = EpxModule(net=src.net(), objective=objective, provenance=provenance)
         record.n_params = module.n_params
         evaluate(evaluation_trainer(cfg.trainer, logger=False, root=job.dir), module, dm, job)
-        record.status = "ok"
+        record.finish()  # ok, or degenerate when a test metric is undefined on the data
     return record
 
 

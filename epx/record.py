@@ -14,8 +14,8 @@ record read by an older epx loses nothing. A file that is not a JSON object (or 
 Fields: identity (``cell, mark, marks, fold, model, task, seed, test_cell, dataset``), what
 the job is (``kind``: ``train`` or ``predict``; ``source_job``: the trained job a prediction
 came from), ``primary_metric`` (the objective's headline test metric), ``n_params``,
-``n_genes`` per split, ``test`` metrics, ``status`` (``running`` | ``ok`` | ``failed``),
-``error``, ``wall_seconds``, ``wandb`` (id, dir, mode, url), ``overrides`` (Hydra's task
+``n_genes`` per split, ``test`` metrics (``{name: float | None}``), ``undefined_metrics``
+(``{name: reason}``, below), ``status`` (``STATUSES``, below), ``error``, ``wall_seconds``, ``wandb`` (id, dir, mode, url), ``overrides`` (Hydra's task
 overrides), ``checkpoint`` (the weights that produced the predictions), ``host`` and ``pid``
 (the machine and process that run the job, so a reader can tell a live ``running`` job from
 one whose process was killed), ``genes`` and ``interactions`` (what the job's inputs held
@@ -32,6 +32,25 @@ per named reason a gene was left out) and ``dropped_total`` (int).
 ``interactions`` (for models that read an interactions file; ``{}`` otherwise): ``read``
 (rows read), ``kept`` (rows the score threshold kept), ``matched`` (kept rows linked to a
 gene) and ``genes_linked`` (genes with at least one link).
+
+Statuses (``STATUSES``): ``running`` (the job's process is at work, or was killed: see below),
+``ok`` (finished, every test metric defined), ``degenerate`` (finished, but at least one test
+metric is undefined on the data), ``failed`` (an error; ``error`` says which), ``interrupted``
+(SIGTERM or SIGINT; resumes from ``checkpoints/last.ckpt`` when launched again). ``FINISHED``
+(``ok``, ``degenerate``; ``record.finished``) are the jobs with weights and predictions that a
+named sweep reuses and ``epx predict`` scores; the summaries add ``killed``, ``missing`` and
+``unreadable`` for jobs whose record says nothing (more) itself.
+
+Undefined metrics (issue 23): a test metric that has no meaning on the data — a correlation
+over constant targets or constant predictions, AUROC/AUPRC over one class, a metric that saw
+no value (``epx.train.undefined``) — is ``null`` in ``test`` and its reason is in
+``undefined_metrics`` (e.g. ``{"pearson": "targets are constant (all 3.2) over 40 values"}``);
+``record.set_test(values, undefined)`` fills both and ``record.finish()`` then sets ``ok`` or
+``degenerate``: ``degenerate`` when the undefined metrics include the primary metric or a
+per-gene metric (``GENE_METRICS``, the ones every model reports on the same test genes); a
+model's own per-bin diagnostics (GraphReg's ``bin_*_{subset}``, e.g. a window without an
+expressed bin that has a contact) are null with their reason and leave the job ``ok``. Never 0
+or 1 in its place: every reader (summary, plots, W&B) treats it as missing.
 
 ``record.ended_without_finishing(written_at)`` tells a killed job from a live one: True when
 the record says ``running``, names this machine as its host, and its ``pid`` is no longer a
@@ -55,6 +74,10 @@ from epx.io.atomic import write_json
 
 SCHEMA_VERSION = 2
 FILE_NAME = "metrics.json"
+STATUSES = ("running", "ok", "degenerate", "failed", "interrupted")
+FINISHED = ("ok", "degenerate")
+# per-gene test metrics, the same for every model (DESIGN §5): undefined, they make a job degenerate
+GENE_METRICS = ("pearson", "spearman", "mse", "auroc", "auprc", "accuracy")
 # Version 1 records carry no primary metric; these were the only tasks then.
 V1_PRIMARY_METRIC = {"regression": "pearson", "classification": "auroc"}
 
@@ -87,7 +110,8 @@ class JobRecord:
     primary_metric: str | None = None
     n_params: int | None = None
     n_genes: dict[str, int] = field(default_factory=dict)
-    test: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float | None] = field(default_factory=dict)
+    undefined_metrics: dict[str, str] = field(default_factory=dict)
     status: str = "running"
     error: str | None = None
     wall_seconds: float | None = None
@@ -112,6 +136,22 @@ class JobRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def finished(self) -> bool:
+        """Trained and evaluated to the end (``ok`` or ``degenerate``): weights and predictions exist."""
+        return self.status in FINISHED
+
+    def set_test(self, values: dict[str, float], undefined: dict[str, str]) -> None:
+        """The test metrics: defined ``values``, and ``None`` with its reason for each undefined one."""
+        self.test = {**values, **{name: None for name in undefined}}
+        self.undefined_metrics = dict(undefined)
+
+    def finish(self) -> None:
+        """The end of a job that ran to completion: ``degenerate`` when its primary or a per-gene
+        test metric is undefined (module doc)."""
+        decisive = {self.primary_metric, *GENE_METRICS}
+        self.status = "degenerate" if decisive & set(self.undefined_metrics) else "ok"
 
     def ended_without_finishing(self, written_at: float | None = None) -> bool:
         """True when this ``running`` record's process, on this machine, is gone (see module doc)."""

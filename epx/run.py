@@ -10,7 +10,9 @@ A job run without Hydra's app (in-process, ``paths.output_dir`` set) saves its c
 (``epx.trained``).
 
 ``epx.job.Job`` writes ``metrics.json`` (an ``epx.record.JobRecord``) and closes the logger
-whatever happens; a failing job records ``status: failed`` and the error, and re-raises.
+whatever happens; a failing job records ``status: failed`` and the error, and re-raises. A job
+runs inside ``epx.job.interruptible()``: SIGTERM or SIGINT end it ``interrupted`` with exit code
+143 or 130 (resumed from ``last.ckpt`` when launched again).
 ``explain_finished`` is the job-end analysis hook; it imports ``epx.explain.run`` when a job
 asks for analyses, so this module sits below the explain layer.
 """
@@ -31,7 +33,7 @@ from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
 from epx.evaluate import evaluate, evaluation_trainer, write_folds
 from epx.io.atomic import write_text
-from epx.job import Job, RngState, global_rank, plan
+from epx.job import Job, RngState, global_rank, interruptible, plan
 from epx.preflight import validate
 from epx.record import JobRecord
 from epx.selection import mark_label
@@ -183,6 +185,12 @@ def tester_of(cfg: DictConfig, trainer: L.Trainer, job: Job) -> L.Trainer | None
 
 
 def train(cfg: DictConfig) -> JobRecord:
+    # SIGTERM / SIGINT: the record says interrupted and the process exits 143 / 130 (epx.job)
+    with interruptible():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> JobRecord:
     apply_threads(cfg.get("threads"))
     who = identity(cfg)
     out = job_dir(cfg)
@@ -249,7 +257,7 @@ def train(cfg: DictConfig) -> JobRecord:
         if tester is None:  # a DDP rank other than 0: rank 0 tests, predicts and writes the record
             return job.record
         evaluate(tester, module, dm, job, ckpt_path=weights)
-        job.record.status = "ok"
+        job.record.finish()  # ok, or degenerate when a test metric is undefined on the data
         log_record(job.logger, job.record)
     if cfg.get("analysis"):
         explain_finished(job, cfg)

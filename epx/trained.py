@@ -260,7 +260,7 @@ def open_job(job_dir: str | Path, overrides: Sequence[str] = (), *, cfg: DictCon
         record = JobRecord.read(job_dir)
     except RecordError as err:
         raise InputError(str(err)) from err
-    if record.status != "ok":
+    if not record.finished:
         raise InputError(f"{job_dir}: the job's status is {record.status!r}, not 'ok'; only a finished job has weights to score")
     ckpt_path = find_checkpoint(job_dir, record)
     provenance, state = load_checkpoint(ckpt_path)

@@ -5,6 +5,16 @@ contract folder from in-memory arrays with the ``epx.io`` writers (the same code
 converters and the synthetic generator use), so each test states its data exactly.
 ``write_bigwig`` is ``epx.io.bigwig.write_bigwig``, re-exported for the tests that import it
 from here. ``small_synthetic`` is a session-wide small synthetic dataset for training tests.
+
+The environment the suite assumes (issue 23): ``pin_environment`` runs when this file is
+imported, before any test module, and sets it whatever the user's shell exported — every
+``WANDB_*`` variable dropped, then ``WANDB_MODE=disabled`` and ``WANDB_SILENT=true``, and
+``NETRC`` pointed at an empty file (no W&B login is found, so ``mode: auto`` is offline);
+``HYDRA_FULL_ERROR`` and the ``EPX_*`` variables that ``conf/`` reads (``EPX_THREADS``,
+``EPX_DATA_DIR``) dropped. Subprocesses inherit it. A test that needs W&B, a login or
+another value sets it itself (``monkeypatch.setenv``, or the ``env`` of its subprocess).
+Thread counts (``OMP_NUM_THREADS`` & co.) are left as they are: they change speed, not results
+or output.
 """
 
 from __future__ import annotations
@@ -22,8 +32,19 @@ from epx.io.chrom_sizes import write_chrom_sizes
 from epx.io.expression import write_expression
 from epx.io.tss import write_tss
 
-os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("WANDB_SILENT", "true")
+# variables of the user's shell that change what a test sees; the pinned values follow
+UNPINNED_PREFIXES = ("WANDB_",)
+UNPINNED = ("HYDRA_FULL_ERROR", "EPX_THREADS", "EPX_DATA_DIR", "NETRC")
+PINNED = {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "NETRC": os.devnull}
+
+
+def pin_environment(environ=os.environ) -> None:
+    for name in [name for name in environ if name.startswith(UNPINNED_PREFIXES) or name in UNPINNED]:
+        del environ[name]
+    environ.update(PINNED)
+
+
+pin_environment()
 
 REPO = Path(__file__).resolve().parents[1]
 E003_DEMO = REPO.parent / "shared" / "data" / "roadmap_e003_demo"

@@ -58,7 +58,8 @@ def test_an_empty_interactions_file_is_refused_and_a_graph_free_run_predicts_eve
     train(job_cfg(tmp_path, small_synthetic, "model=graphreg", "model.inputs.requires_contacts=false", f"dataset.files.interactions={empty}", *one_epoch, *FAST[1:]))
     record = read_metrics(tmp_path)
     assert record.status == "ok" and math.isfinite(record.test["bin_nll_tss"])
-    assert math.isnan(record.test["bin_pearson_expressed_contact"])  # no contact anywhere
+    assert record.test["bin_pearson_expressed_contact"] is None  # no contact anywhere: undefined, null
+    assert record.undefined_metrics["bin_pearson_expressed_contact"].startswith("no values seen")
     # a full prediction pass covers every gene of every split exactly once (its one window)
     preds = _predictions(tmp_path)
     assert preds.gene_id.is_unique and preds.groupby("split").size().to_dict() == record.n_genes

@@ -28,6 +28,19 @@ process with exit code 2 (``SystemExit``, which Hydra lets through), as the CLI 
 input. Reused jobs (``record.reused``) do not rebuild the summary after they end: their rows did
 not change; ``on_multirun_end`` still writes it once.
 
+Two launches under one ``sweep=`` name at the same moment: the grid is claimed atomically
+(``epx.analysis.grid.claim_grid``, an exclusive create of ``grid.json``), so exactly one gets
+an empty dir; the other finds the winner's ``grid.json`` and is checked against it like any
+later launch: a different grid is refused with the one-line error above (the same grid is
+accepted, and each of its jobs refuses a dir another live process is training).
+
+Signals (issue 23): once the launch is accepted, the whole multirun runs inside
+``epx.job.interruptible()``: SIGTERM or SIGINT — during a job or between two jobs — ends the
+job ``interrupted`` and the process with exit code 143 / 130, and on the way out (``atexit``,
+as the process exits, whenever ``on_multirun_end`` was not reached) ``summary.csv`` and
+``summary.png`` are written once more, so they list the interrupted job and every job not run
+yet (``missing``) instead of being left stale.
+
 Before launching, a launcher preset whose plugin or library is missing
 (``hydra/launcher=slurm`` without ``submitit``) is refused with the package to install.
 
@@ -41,6 +54,8 @@ mode) rebuilds it after every job, failed ones included, and never raises.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
 import logging
 import sys
@@ -53,6 +68,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from epx.analysis.grid import (
+    claim_grid,
     expand_overrides,
     grid_identity,
     job_subdir,
@@ -159,6 +175,15 @@ def check_named_sweep(config: DictConfig, jobs: list[list[str]]) -> list[list[st
         return jobs
     exclude = _exclude_keys(config)
     stored = read_grid(sweep_dir)
+    if stored is None and not (sweep_dir / "grid.json").exists():
+        if claim_grid(sweep_dir, jobs):  # this launch made the dir's grid; no other can now
+            try:
+                _check_job_dirs(config, jobs, sweep_dir, exclude)
+            except GridError:
+                (sweep_dir / "grid.json").unlink(missing_ok=True)  # a refused launch leaves the dir as it was
+                raise
+            return jobs
+        stored = read_grid(sweep_dir)  # another launch claimed it first: checked against its grid
     if stored is not None:
         new, old = grid_identity(jobs, exclude), grid_identity(stored, exclude)
         if not new <= old:
@@ -168,6 +193,12 @@ def check_named_sweep(config: DictConfig, jobs: list[list[str]]) -> list[list[st
                 f"launch are not among them (e.g. {outside[0]}); a sweep dir never mixes two grids. Use another "
                 f"sweep=<name> for this grid, or rerun=true to make it this dir's grid and train every job of it again"
             )
+    _check_job_dirs(config, jobs, sweep_dir, exclude)
+    return merge_grid(stored, jobs, exclude) if stored is not None else jobs
+
+
+def _check_job_dirs(config: DictConfig, jobs: list[list[str]], sweep_dir: Path, exclude: list[str]) -> None:
+    """Each job dir that already holds a record must hold one of this very config."""
     loader = None
     for job in jobs:
         job_dir = sweep_dir / job_subdir(job, exclude)
@@ -180,7 +211,6 @@ def check_named_sweep(config: DictConfig, jobs: list[list[str]]) -> list[list[st
             loader = GlobalHydra.instance().config_loader()
         job_config = loader.load_sweep_config(config, list(job))
         _check_digest(job_dir, record, job_config, [str(item) for item in job])
-    return merge_grid(stored, jobs, exclude) if stored is not None else jobs
 
 
 def _job_reused(config: DictConfig) -> bool:
@@ -188,7 +218,12 @@ def _job_reused(config: DictConfig) -> bool:
         record = JobRecord.read(Path(str(config.hydra.runtime.output_dir)))
     except (RecordError, OSError, ValueError):
         return False
-    return record.ok and bool(record.reused)
+    return record.finished and bool(record.reused)
+
+
+# The multirun's signal handlers, restored at its end. Module state, not the callback's: a
+# launcher such as submitit pickles the callbacks with each job, and an open context cannot be.
+_SIGNALS = contextlib.ExitStack()
 
 
 class SummaryCallback(Callback):
@@ -196,6 +231,7 @@ class SummaryCallback(Callback):
 
     def __init__(self, *, every_job: bool = True) -> None:
         self.every_job = every_job
+        self._ended = False
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_named(config.get("sweep")) or bool(config.get("rerun", False)):
@@ -214,9 +250,25 @@ class SummaryCallback(Callback):
             check_launcher(config)
             if is_named(config.get("sweep")):
                 self._start_named_sweep(config)
-                return
+            else:
+                self._record_grid(config)
         except GridError as err:
             _refuse(err)
+        self._stop_on_signals(config)  # accepted: from here a signal ends the grid with a summary
+
+    def _stop_on_signals(self, config: DictConfig) -> None:
+        from epx.job import interruptible
+
+        _SIGNALS.enter_context(interruptible())
+        atexit.register(self._summarize_unfinished, str(config.hydra.sweep.dir))
+
+    def _summarize_unfinished(self, sweep_dir: str) -> None:
+        """At exit, when the multirun did not reach its end (a signal, a failed job): the summary
+        as the sweep dir stands, interrupted and unrun jobs included."""
+        if not self._ended:
+            summarize_quietly(sweep_dir)
+
+    def _record_grid(self, config: DictConfig) -> None:
         try:
             # The sweeper node resolved as its instantiation resolves it; not all of config.hydra,
             # whose job-time values (hydra.job.num, ...) are still missing here.
@@ -259,6 +311,8 @@ class SummaryCallback(Callback):
             summarize_quietly(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._ended = True
+        _SIGNALS.close()
         csv_path, png_path = summarize(config.hydra.sweep.dir)
         log.info("grid summary: %s, %s", csv_path, png_path)
         log_summary_if_jobs_did(config.hydra.sweep.dir, png_path)  # one W&B run for the whole grid

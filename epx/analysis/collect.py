@@ -13,9 +13,12 @@ found), grid jobs first in job-number order. A job dir belongs to the grid job w
 overrides its ``.hydra/overrides.yaml`` records (by name only when it records none). Row
 keys are the ``summary.csv`` columns ``job, cell, mark, fold, model, task, seed, test_cell,
 status, n_params, n_train, n_val, n_test, genes_used, genes_dropped, primary_metric,
-test_<metric>…, wall_seconds, wandb_id, error, overrides`` (``genes_used`` /
+test_<metric>…, [undefined,] wall_seconds, wandb_id, error, overrides`` (``genes_used`` /
 ``genes_dropped``: the record's gene accounting, ``genes["used"]`` and
-``genes["dropped_total"]``; empty for records without it):
+``genes["dropped_total"]``; empty for records without it). A test metric the record holds as
+null (undefined on the data, ``epx.record``) is an empty cell, never 0; the ``undefined``
+column (present when some job has one) gives ``name: reason; …``, and such a job's status is
+``degenerate``. ``summary_columns(rows)`` is the column list:
 
 - a job with a record: everything from the record (``primary_metric`` is the record's;
   version-1 records get it from their task, see ``epx.record``); identity the record lacks
@@ -52,7 +55,7 @@ from epx.analysis.grid import expected_grid, read_yaml
 from epx.errors import InputError
 from epx.io.atomic import atomic_write
 from epx.record import FILE_NAME as RECORD_NAME
-from epx.record import KILLED_ERROR, JobRecord, RecordError
+from epx.record import GENE_METRICS, KILLED_ERROR, JobRecord, RecordError
 from epx.selection import mark_label, parse_marks
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ LEADING_COLUMNS = (
 )
 TRAILING_COLUMNS = ("wall_seconds", "wandb_id", "error", "overrides")
 # Known metrics first in this order (regression, then classification); others alphabetically.
-METRIC_ORDER = ("pearson", "spearman", "mse", "auroc", "auprc", "accuracy")
+METRIC_ORDER = GENE_METRICS
 _MAX_ERROR_CHARS = 500
 
 
@@ -170,6 +173,9 @@ def _fields_from_record(record: JobRecord) -> dict[str, Any]:
         wandb_id=_dict(record.wandb).get("id"),
         error=_one_line(record.error),
     )
+    undefined = _dict(record.undefined_metrics)
+    if undefined:
+        fields["undefined"] = _one_line("; ".join(f"{name}: {why}" for name, why in undefined.items()))
     fields.update({f"test_{name}": _number(value) for name, value in test.items()})
     if isinstance(record.overrides, list) and record.overrides:
         fields["overrides"] = " ".join(str(item) for item in record.overrides)
@@ -297,9 +303,15 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
+def summary_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns of ``rows`` (module doc): ``undefined`` only when some job has undefined metrics."""
+    undefined = ["undefined"] if any(row.get("undefined") for row in rows) else []
+    return [*LEADING_COLUMNS, *metric_columns(rows), *undefined, *TRAILING_COLUMNS]
+
+
 def write_csv(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """``rows`` as csv at ``path`` (replaced atomically); columns as in the module doc."""
-    columns = [*LEADING_COLUMNS, *metric_columns(rows), *TRAILING_COLUMNS]
+    columns = summary_columns(rows)
 
     def write(handle: IO) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

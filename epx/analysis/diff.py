@@ -42,7 +42,7 @@ them different jobs.
 
 Output: a unified diff (``difflib``) of the two flat YAML dumps, labelled ``A: …`` / ``B: …``;
 or, with ``--markdown``, a table ``key | A | B`` for a review comment. When both sides are
-finished jobs (records with ``status: ok``), their test metrics follow side by side with
+finished jobs (records with ``status: ok`` or ``degenerate``; an undefined metric, null, shows as missing), their test metrics follow side by side with
 ``B − A``.
 
 Two sweeps: jobs are matched by the overrides that vary within either sweep (``cell``,
@@ -78,7 +78,7 @@ from epx.analysis.collect import IDENTITY_COLUMNS, METRIC_ORDER, canonical_mark,
 from epx.analysis.grid import expected_grid, read_yaml
 from epx.config import RUN_KEYS, compose, is_run_key, run_key
 from epx.record import FILE_NAME as RECORD_NAME
-from epx.record import JobRecord, RecordError
+from epx.record import FINISHED, JobRecord, RecordError
 
 WHERE_KEYS = tuple(entry.key for entry in RUN_KEYS if entry.kind == "where")
 # a value built from a machine path or run control is one too: ${paths.…}, ${hydra:…}, ${dataset.root}
@@ -325,7 +325,7 @@ def _md_value(value: Any) -> str:
 
 
 def _both_finished(a: JobRecord | None, b: JobRecord | None) -> bool:
-    return a is not None and b is not None and a.ok and b.ok and bool(a.test or b.test)
+    return a is not None and b is not None and a.finished and b.finished and bool(a.test or b.test)
 
 
 def _metric_lines(a: JobRecord, b: JobRecord, markdown: bool) -> list[str]:
@@ -527,7 +527,7 @@ def _jobs(n: int) -> str:
 
 
 def _counts(jobs: list[SweepJob]) -> str:
-    order = ["ok", "running", "killed", "failed", "unreadable", "missing"]
+    order = ["ok", "degenerate", "running", "interrupted", "killed", "failed", "unreadable", "missing"]
     statuses = [job.status for job in jobs]
     order += sorted(set(statuses) - set(order))
     return ", ".join(f"{statuses.count(status)} {status}" for status in order if status in statuses)
@@ -625,7 +625,7 @@ def _pair_metrics(pairs: list[tuple[SweepJob, SweepJob]], keys: Sequence[str], m
     )
     if metric is None:
         return []
-    value = lambda job: job.record.test.get(metric) if job.record is not None and job.status == "ok" else None  # noqa: E731
+    value = lambda job: job.record.test.get(metric) if job.record is not None and job.status in FINISHED else None  # noqa: E731
     rows = []
     for job_a, job_b in pairs:
         x, y = _number(value(job_a)), _number(value(job_b))

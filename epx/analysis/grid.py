@@ -16,6 +16,10 @@ Contract
 - ``write_grid(sweep_dir, jobs)`` writes ``<SWEEP>/grid.json`` atomically:
   ``{"schema_version": 1, "jobs": [[override, ...], ...]}``. ``SummaryCallback`` writes it
   in ``on_multirun_start``, i.e. before the first job runs.
+- ``claim_grid(sweep_dir, jobs) -> bool``: writes ``grid.json`` only if the dir has none, in
+  one atomic step (the complete file is hard-linked into place, which fails when the name
+  exists), True when this call made it. Of two launches that start at the same moment exactly
+  one claims a named sweep's dir; the other finds the winner's grid and is checked against it.
 - ``expected_grid(sweep_dir) -> list[list[str]]``: ``grid.json`` when readable, else the
   expansion of ``<SWEEP>/multirun.yaml`` (sweeps made before grid.json existed), else ``[]``.
   Never raises for a broken or foreign sweep dir: it logs and returns ``[]``.
@@ -51,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.config import job_name
-from epx.io.atomic import write_json
+from epx.io.atomic import temp_name, write_json
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,28 @@ def write_grid(sweep_dir: str | os.PathLike, jobs: Sequence[Sequence[str]]) -> P
     """``<SWEEP>/grid.json`` with ``jobs`` (index = job num), written atomically."""
     data = {"schema_version": GRID_SCHEMA_VERSION, "jobs": [[str(item) for item in job] for job in jobs]}
     return write_json(Path(sweep_dir) / GRID_NAME, data)
+
+
+def claim_grid(sweep_dir: str | os.PathLike, jobs: Sequence[Sequence[str]]) -> bool:
+    """``<SWEEP>/grid.json`` with ``jobs`` if there is none yet, atomically; True when written here."""
+    path = Path(sweep_dir) / GRID_NAME
+    data = {"schema_version": GRID_SCHEMA_VERSION, "jobs": [[str(item) for item in job] for job in jobs]}
+    tmp = write_json(temp_name(path), data)
+    try:
+        os.link(tmp, path)  # exclusive: fails if another launch's grid.json is there
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: an exclusive create, then the content
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(tmp.read_text())
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_grid(sweep_dir: str | os.PathLike) -> list[list[str]] | None:

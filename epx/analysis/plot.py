@@ -2,7 +2,8 @@
 
 Contract: ``heatmap_panels(rows) -> list[HeatmapPanel]`` — one panel per (model, task,
 primary metric), every mark × cell of that part of the grid; a value is the mean over the
-finished (``status == ok``) jobs there of their primary test metric, and each panel counts
+finished (``status`` ``ok`` or ``degenerate``, ``epx.record.FINISHED``) jobs there whose
+primary test metric is defined (an undefined one, null in the record, is missing: grey, never 0), and each panel counts
 the distinct folds behind it and in the grid. A row's primary metric is its record's
 (``primary_metric``); a row with none (a job that never wrote a record) takes the one the
 recorded jobs of its (model, task) report, else its task's (``epx.record.V1_PRIMARY_METRIC``);
@@ -31,7 +32,7 @@ from matplotlib.figure import Figure
 from epx.analysis.collect import metric_columns
 from epx.constants import CELLS, MARKS
 from epx.io.figures import save_png
-from epx.record import V1_PRIMARY_METRIC
+from epx.record import FINISHED, V1_PRIMARY_METRIC
 
 # Fixed colour ranges keep panels of one metric comparable across models and sweeps.
 METRIC_RANGE: dict[str, tuple[float, float]] = {
@@ -129,7 +130,7 @@ def heatmap_panels(rows: list[dict[str, Any]]) -> list[HeatmapPanel]:
         for i, mark in enumerate(marks):
             for j, cell in enumerate(cells):
                 here = [row for row in panel_rows if row["mark"] == mark and row["cell"] == cell]
-                finished = [row for row in here if row["status"] == "ok" and _finite(row.get(f"test_{metric}"))]
+                finished = [row for row in here if row["status"] in FINISHED and _finite(row.get(f"test_{metric}"))]
                 # Mean over every finished job (folds, and seeds if the grid repeats them).
                 if finished:
                     values[i, j] = float(np.mean([row[f"test_{metric}"] for row in finished]))
@@ -163,7 +164,7 @@ def _draw_panel(fig: Figure, ax: Axes, panel: HeatmapPanel) -> None:
 
 def write_png(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """The heatmap of ``rows`` as a PNG at ``path`` (replaced atomically)."""
-    if not any(row.get("status") == "ok" for row in rows):
+    if not any(row.get("status") in FINISHED for row in rows):
         fig = Figure(figsize=(6, 2))
         statuses = sorted({str(row.get("status")) for row in rows})
         counts = ", ".join(f"{sum(str(row.get('status')) == status for row in rows)} {status}" for status in statuses)

@@ -4,19 +4,20 @@ Contract
 --------
 ``job_states(sweep_dir) -> list[dict]``: the rows of ``epx.analysis.collect.collect_rows``
 (expected grid ∪ job dirs, grid order), each with ``state`` added: the row's ``status``
-(``ok``, ``running``, ``killed``, ``failed``, ``unreadable``, ``missing``; collect's own
-semantics, unchanged) except that an ``ok`` job whose record says ``reused: true`` (the
+(``ok``, ``degenerate``, ``running``, ``interrupted``, ``killed``, ``failed``, ``unreadable``,
+``missing``; collect's own semantics, unchanged) except that an ``ok`` job whose record says ``reused: true`` (the
 latest launch found it finished with the same config and skipped it) is ``reused``.
 
-``eta(rows, parallel) -> Eta``: ``remaining`` = jobs not ``ok``/``reused`` (running,
-killed, failed, unreadable, missing — a rerun of the grid runs each of them again; a
+``eta(rows, parallel) -> Eta``: ``remaining`` = jobs not ``ok``/``reused``/``degenerate``
+(a degenerate job finished: its data leave a metric undefined, a rerun gives the same; running,
+interrupted, killed, failed, unreadable, missing — a rerun of the grid runs each of them again; a
 running job counts as a whole job, so the ETA is an upper bound); ``per_job`` = the mean
 ``wall_seconds`` of the finished jobs (``ok`` and ``reused``: a reused job's record keeps the
 wall time of the launch that trained it); ``seconds`` = ``per_job × remaining / parallel`` (``None`` when no finished job has a wall
 time yet, ``0`` when nothing remains).
 
 ``main(argv)`` is ``epx status SWEEP [--parallel N] [--only STATE,…]``: one line of counts
-(in ``STATES`` order), the ETA line, then a table ``job | state | cell | mark | fold | model
+(in ``STATES`` order; ``degenerate`` and ``interrupted`` only when some job is), the ETA line, then a table ``job | state | cell | mark | fold | model
 | <primary metric> | wall | error``. A path that is not a sweep dir is one line on stderr and
 exit code 2.
 """
@@ -35,8 +36,10 @@ from epx.analysis.collect import collect_rows
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
 
-STATES = ("ok", "reused", "running", "killed", "failed", "unreadable", "missing")
-DONE = ("ok", "reused")
+STATES = ("ok", "reused", "degenerate", "running", "interrupted", "killed", "failed", "unreadable", "missing")
+# counted on the summary line even at 0; the rarer states only when a job is in them
+ALWAYS_COUNTED = ("ok", "reused", "running", "killed", "failed", "unreadable", "missing")
+DONE = ("ok", "reused", "degenerate")
 _ERROR_CHARS = 80
 
 
@@ -154,7 +157,7 @@ def table(rows: Sequence[dict[str, Any]]) -> list[str]:
 def status_text(sweep_dir: str | Path, *, parallel: int = 1, only: Sequence[str] | None = None) -> str:
     rows = job_states(sweep_dir)
     counted = counts(rows)
-    summary = ", ".join(f"{n} {state}" for state, n in counted.items() if n or state in STATES)
+    summary = ", ".join(f"{n} {state}" for state, n in counted.items() if n or state in ALWAYS_COUNTED)
     lines = [f"{sweep_dir}: {len(rows)} jobs: {summary}", eta_line(eta(rows, parallel))]
     shown = [row for row in rows if not only or row["state"] in only]
     if shown:

@@ -8,8 +8,10 @@ schema version) and writes, both replaced atomically:
 
 - ``<SWEEP>/summary.csv``: one row per job of (expected grid ∪ job dirs found), columns
   ``job, cell, mark, fold, model, task, seed, test_cell, status, n_params, n_train, n_val,
-  n_test, genes_used, genes_dropped, primary_metric, test_<metric>…, wall_seconds, wandb_id,
-  error, overrides``. ``status`` is the job's own (``running`` / ``ok`` / ``failed``),
+  n_test, genes_used, genes_dropped, primary_metric, test_<metric>…, [undefined,] wall_seconds,
+  wandb_id, error, overrides``. ``status`` is the job's own (``running`` / ``ok`` /
+  ``degenerate`` / ``failed`` / ``interrupted``; a degenerate job's undefined metrics are empty
+  cells, their reasons in ``undefined``),
   ``killed`` (a ``running`` record on this host whose process is gone), ``missing`` (never
   started) or ``unreadable`` (record corrupt; ``error`` says why). ``genes_dropped`` counts
   the job's ``genes_dropped.tsv`` rows (every reason). ``primary_metric`` is the job record's (empty without one).
@@ -62,7 +64,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from epx.analysis.collect import LEADING_COLUMNS, TRAILING_COLUMNS, collect_rows, metric_columns, write_csv
+from epx.analysis.collect import collect_rows, summary_columns, write_csv
 from epx.analysis.plot import write_png
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
@@ -247,7 +249,7 @@ def log_summary_run(sweep_dir: str | os.PathLike, rows: list[dict[str, Any]], pn
         reinit="finish_previous",
     )
     try:
-        columns = [*LEADING_COLUMNS, *metric_columns(rows), *TRAILING_COLUMNS]
+        columns = summary_columns(rows)
         data = [[_table_value(row.get(column)) for column in columns] for row in rows]
         table = wandb.Table(columns=columns, data=data, allow_mixed_types=True)
         run.log({"summary/table": table, "summary/heatmap": wandb.Image(str(png_path))})
@@ -255,7 +257,7 @@ def log_summary_run(sweep_dir: str | os.PathLike, rows: list[dict[str, Any]], pn
         run.summary["jobs"] = len(rows)
         for status in sorted(set(statuses)):
             run.summary[f"jobs/{status}"] = statuses.count(status)
-        run.summary["jobs/reused"] = sum(bool(record.reused) for _, record in records if record.ok)
+        run.summary["jobs/reused"] = sum(bool(record.reused) for _, record in records if record.finished)
         info = {
             "id": run.id,
             "dir": str(Path(run.dir).parent) if getattr(run, "dir", None) else None,

@@ -22,7 +22,10 @@ Metrics (test values end up in ``metrics.json["test"]``):
 
 with subsets (middle bins only, each bin counted once since middles do not overlap):
 ``tss`` = bins holding >= 1 TSS; ``expressed`` = TSS bins with y > 0; ``expressed_contact`` =
-expressed bins with >= 1 graph edge inside the window. A subset never seen reads NaN.
+expressed bins with >= 1 graph edge inside the window. Every metric is guarded
+(``epx.train.undefined``), checked on the values it scores after masking and the log: a subset
+never seen, constant targets or predictions of a correlation read NaN with their reason, and
+the job records them as null.
 """
 
 from __future__ import annotations
@@ -33,9 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
 
-NAN = float("nan")
+from epx.train.undefined import MSE, SEEN, Pearson, Spearman, Undefinable
 
 
 def middle_nodes(out: torch.Tensor, n_middle: int) -> torch.Tensor:
@@ -44,28 +46,25 @@ def middle_nodes(out: torch.Tensor, n_middle: int) -> torch.Tensor:
     return out[:, first : first + n_middle]
 
 
-class BinPoissonNLL(MeanMetric):
+class BinPoissonNLL(Undefinable, MeanMetric):
     """Mean Poisson NLL (log_input=False) over the bins where ``mask`` is True."""
+
+    rules = SEEN
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:  # type: ignore[override]
         """pred, target, mask: (B, S)."""
         if mask.any():
+            self.see(pred[mask], target[mask])
             super().update(F.poisson_nll_loss(pred[mask].float(), target[mask].float(), log_input=False, reduction="none"))
 
-    def compute(self) -> torch.Tensor:
-        return super().compute() if self.weight > 0 else torch.tensor(NAN)
 
-
-class BinLogPearson(PearsonCorrCoef):
+class BinLogPearson(Pearson):
     """Pearson r of log2(pred + 1) vs log2(target + 1) over the bins where ``mask`` is True."""
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:  # type: ignore[override]
         """pred, target, mask: (B, S)."""
-        if mask.any():
+        if mask.any():  # Pearson.update sees the logged values it scores
             super().update(torch.log2(pred[mask].float() + 1), torch.log2(target[mask].float() + 1))
-
-    def compute(self) -> torch.Tensor:
-        return super().compute() if self.n_total >= 2 else torch.tensor(NAN)
 
 
 # subset name -> its (B, S) bool mask from a batch
@@ -76,7 +75,7 @@ BIN_SUBSETS: dict[str, Callable[[dict], torch.Tensor]] = {
 }
 # statistic name -> metric class, each updated as metric(pred, target, mask)
 BIN_STATS: dict[str, type] = {"nll": BinPoissonNLL, "pearson": BinLogPearson}
-GENE_METRICS: dict[str, type] = {"pearson": PearsonCorrCoef, "spearman": SpearmanCorrCoef, "mse": MeanSquaredError}
+GENE_METRICS: dict[str, type] = {"pearson": Pearson, "spearman": Spearman, "mse": MSE}
 
 
 class PoissonCounts:

@@ -17,8 +17,10 @@ ONE warning names its offline run dir and ``wandb sync <dir>`` to upload it late
 online run is therefore started in the factory (``logger.experiment``), not lazily.
 
 Run helpers for the job (no-ops without W&B): ``run_info(logger)`` (id, dir, mode, url, for
-the job record), ``log_record(logger, record)`` (test metrics into the run summary) and
-``finish_run(logger, status)``.
+the job record), ``log_record(logger, record)`` (test metrics into the run summary; a metric
+undefined on the data gets no number there, only its reason as ``undefined/test/<name>``) and
+``finish_run(logger, status)`` (the status into the summary; exit code 0 for a finished job,
+``ok`` or ``degenerate``, 1 otherwise).
 """
 
 from __future__ import annotations
@@ -190,16 +192,21 @@ def log_record(logger, record) -> None:
     if run is None or not hasattr(run, "summary"):
         return
     for key, value in record.test.items():
-        run.summary[f"test/{key}"] = value
+        if value is not None:  # undefined: no number, not even NaN; the reason instead
+            run.summary[f"test/{key}"] = value
+    for key, why in (record.undefined_metrics or {}).items():
+        run.summary[f"undefined/test/{key}"] = why
     run.summary["n_params"] = record.n_params
     for split, n in record.n_genes.items():
         run.summary[f"n_genes/{split}"] = n
 
 
 def finish_run(logger, status: str) -> None:
-    """Close the W&B run with the job's status (exit code 1 marks a failed job in the UI)."""
+    """Close the W&B run with the job's status (exit code 1 marks a failed or interrupted job in the UI)."""
+    from epx.record import FINISHED
+
     run = _wandb_run(logger)
     if run is None or not hasattr(run, "finish"):
         return
     run.summary["status"] = status
-    run.finish(exit_code=0 if status == "ok" else 1)
+    run.finish(exit_code=0 if status in FINISHED else 1)

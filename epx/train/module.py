@@ -13,7 +13,11 @@ resolved net, inputs and objective configs, marks, cell, fold, dataset fingerpri
 carries it (``checkpoint["hyper_parameters"]["provenance"]``) and ``epx predict`` can score
 the checkpoint on another cell, fold or dataset.
 
-Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``; ``predict_step`` returns
+Logs ``{train,val,test}/loss`` and per-gene ``{val,test}/<metric>``: the metrics are updated
+each step and computed once at the epoch's end; a metric undefined on the data
+(``epx.train.undefined``) is not logged at all — no logger, W&B included, receives a number
+for it — and its reason is kept in ``undefined[stage]`` (``{name: reason}``, names without
+the stage prefix), which the evaluation step puts in the job record. ``predict_step`` returns
 per-gene ``gene``, ``prediction``, ``target`` for ``predictions.csv``. A net may define
 ``penalty()``, a regularisation term added to the training loss.
 
@@ -41,6 +45,7 @@ import torch
 from torch import nn
 
 from epx.errors import NonFiniteLossError
+from epx.train.undefined import undefined_reasons
 
 
 @runtime_checkable
@@ -73,6 +78,7 @@ class EpxModule(L.LightningModule):
         self.prior = prior
         self.val_metrics = objective.metrics().clone(prefix="val/")
         self.test_metrics = objective.metrics().clone(prefix="test/")
+        self.undefined: dict[str, dict[str, str]] = {}
 
     @property
     def n_params(self) -> int:
@@ -111,13 +117,27 @@ class EpxModule(L.LightningModule):
         loss = self.objective.loss(out, batch)
         self.objective.update_metrics(metrics, out, batch)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=self._batch_size(batch))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=self._batch_size(batch))
+
+    def _log_metrics(self, stage: str, metrics) -> None:
+        """Compute the epoch's metrics once (synchronised across processes, so every rank logs
+        the same keys), log the defined ones, keep the reasons of the others, reset."""
+        values = metrics.compute()
+        undefined = undefined_reasons(metrics)
+        self.undefined[stage] = {key.split("/", 1)[1]: why for key, why in undefined.items()}
+        self.log_dict({key: value for key, value in values.items() if key not in undefined}, on_step=False, on_epoch=True)
+        metrics.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
 
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         pred, target, gene = self.objective.gene_outputs(self(batch["x"]), batch)

@@ -6,6 +6,9 @@ Contract: an objective has ``name``, ``out_dim`` (the net's output width), ``tar
 gene in the batch), ``metrics() -> MetricCollection`` and ``update_metrics(metrics, out,
 batch)`` (default: per-gene update; an objective with extra per-bin metrics routes them here). Metrics are torchmetrics states,
 so a test metric is computed once over every gene of the test set, not averaged over batches.
+Every metric is one of ``epx.train.undefined``'s guarded metrics: where the data leave it
+undefined (constant targets or predictions for a correlation, one class for AUROC/AUPRC) it
+reads NaN with its reason, and the job records it as null (``epx.record``), never as a number.
 
 ``conf/task/*.yaml`` is the registry (``task=regression|classification``).
 """
@@ -15,8 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision
-from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
+
+from epx.train.undefined import AUPRC, AUROC, MSE, Accuracy, Pearson, Spearman
 
 
 class GeneObjective:
@@ -42,7 +45,7 @@ class Regression(GeneObjective):
         return out.squeeze(-1).float(), batch["y"].float(), batch["gene"]
 
     def metrics(self) -> MetricCollection:
-        return MetricCollection({"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef(), "mse": MeanSquaredError()})
+        return MetricCollection({"pearson": Pearson(), "spearman": Spearman(), "mse": MSE()})
 
 
 class Classification(GeneObjective):
@@ -60,4 +63,4 @@ class Classification(GeneObjective):
         return torch.softmax(out.float(), dim=-1)[:, 1], batch["y"].long(), batch["gene"]
 
     def metrics(self) -> MetricCollection:
-        return MetricCollection({"auroc": BinaryAUROC(), "auprc": BinaryAveragePrecision(), "accuracy": BinaryAccuracy()})
+        return MetricCollection({"auroc": AUROC(), "auprc": AUPRC(), "accuracy": Accuracy()})

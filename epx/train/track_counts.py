@@ -25,7 +25,9 @@ Metrics (test values end up in ``metrics.json["test"]``):
 - ``bin_nll``: mean Poisson NLL (as the loss) over every bin and track;
 - ``pearson``, ``spearman``, ``mse``: per gene, on the ``gene_outputs`` pair.
 
-A metric never updated reads NaN. When the number of tracks is not given (the config may
+Every metric is guarded (``epx.train.undefined``): never updated, or (the bin correlations,
+per track, on the logged values) constant targets or predictions, it reads NaN with its
+reason and the job records it as null; ``bin_pearson`` is undefined when any track's r is. When the number of tracks is not given (the config may
 leave it to the data), ``bin_pearson`` sizes itself on its first batch and the per-track
 metrics are added to the collection then; given ``n_tracks`` or ``track_names``, they exist
 from the start and a batch with another number of tracks is refused.
@@ -38,11 +40,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
-from torchmetrics.regression import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
 
-from epx.train.counts import NAN, BinPoissonNLL
+from epx.train.counts import BinPoissonNLL
+from epx.train.undefined import CORRELATION, MSE, NAN, Pearson, Spearman, Spread, first_reason
 
 _SUMS = ("n", "sx", "sy", "sxx", "syy", "sxy")
+# per-track ranges of the logged values, for the undefined check: (name, start, reduction)
+_RANGES = (("pmin", float("inf"), "min"), ("pmax", float("-inf"), "max"), ("tmin", float("inf"), "min"), ("tmax", float("-inf"), "max"))
 
 
 class TrackLogPearson(Metric):
@@ -50,7 +54,9 @@ class TrackLogPearson(Metric):
 
     ``track=k``: r of track k. ``track=None``: the mean of every track's r (sized by
     ``n_tracks``, or by the first batch when that is None). Running sums in float64, reduced
-    by summing across processes, so r covers every bin of the split exactly.
+    by summing across processes, so r covers every bin of the split exactly. Undefined
+    (``epx.train.undefined.CORRELATION``, per track, on the logged values): NaN from
+    ``compute`` and ``undefined_reason`` naming the track.
     """
 
     full_state_update = False
@@ -63,6 +69,9 @@ class TrackLogPearson(Metric):
         size = 1 if track is not None else (n_tracks or 0)
         for name in _SUMS:
             self.add_state(name, default=torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
+        for name, start, reduce in _RANGES:
+            self.add_state(name, default=torch.full((size,), start, dtype=torch.float64), dist_reduce_fx=reduce)
+        self.undefined_reason: str | None = None
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
         """pred, target: (B, T, N) counts >= 0."""
@@ -76,6 +85,8 @@ class TrackLogPearson(Metric):
         if self.n.numel() == 0:  # sized by the first batch
             for name in _SUMS:
                 setattr(self, name, torch.zeros(n_tracks, dtype=torch.float64, device=pred.device))
+            for name, start, _ in _RANGES:
+                setattr(self, name, torch.full((n_tracks,), start, dtype=torch.float64, device=pred.device))
         if self.n.numel() != n_tracks:
             raise ValueError(f"this metric was sized for {self.n.numel()} tracks, the batch has {n_tracks}")
         p = torch.log2(pred.detach().double() + 1).transpose(0, 1).reshape(n_tracks, -1)  # (T, B * N)
@@ -86,37 +97,37 @@ class TrackLogPearson(Metric):
         self.sxx += (p * p).sum(1)
         self.syy += (t * t).sum(1)
         self.sxy += (p * t).sum(1)
+        self.pmin, self.pmax = torch.minimum(self.pmin, p.min(1).values), torch.maximum(self.pmax, p.max(1).values)
+        self.tmin, self.tmax = torch.minimum(self.tmin, t.min(1).values), torch.maximum(self.tmax, t.max(1).values)
+
+    def reason(self) -> str | None:
+        """Why r is undefined (the first track whose values fail a rule), or None."""
+        if self.n.numel() == 0:
+            return "no bins seen"
+        for i in range(self.n.numel()):
+            spread = Spread(int(self.n[i]), float(self.pmin[i]), float(self.pmax[i]), float(self.tmin[i]), float(self.tmax[i]))
+            why = first_reason(CORRELATION, spread)
+            if why is not None:
+                return f"track {self.track if self.track is not None else i}: {why} (log2(count + 1))"
+        return None
 
     def compute(self) -> torch.Tensor:
-        if self.n.numel() == 0 or bool((self.n < 2).any()):
+        self.undefined_reason = self.reason()
+        if self.undefined_reason:
             return torch.tensor(NAN)
         cov = self.sxy - self.sx * self.sy / self.n
         var_x = self.sxx - self.sx**2 / self.n
         var_y = self.syy - self.sy**2 / self.n
-        r = cov / torch.sqrt(var_x * var_y)  # NaN for a constant track, as torchmetrics
+        r = cov / torch.sqrt(var_x * var_y)
         return r.mean().float()
 
-
-class _NanUntilUpdated:
-    """A gene metric that reads NaN until it has seen a gene (e.g. a split without any)."""
-
-    def compute(self) -> torch.Tensor:
-        return super().compute() if self._update_count else torch.tensor(NAN)  # type: ignore[misc]
+    def reset(self) -> None:
+        super().reset()
+        self.undefined_reason = None
 
 
-class GenePearson(_NanUntilUpdated, PearsonCorrCoef):
-    pass
-
-
-class GeneSpearman(_NanUntilUpdated, SpearmanCorrCoef):
-    pass
-
-
-class GeneMSE(_NanUntilUpdated, MeanSquaredError):
-    pass
-
-
-GENE_METRICS: dict[str, type] = {"pearson": GenePearson, "spearman": GeneSpearman, "mse": GeneMSE}
+# guarded: a split without genes reads NaN with its reason (epx.train.undefined)
+GENE_METRICS: dict[str, type] = {"pearson": Pearson, "spearman": Spearman, "mse": MSE}
 
 
 def _check_names(names: Sequence[str]) -> list[str]:
