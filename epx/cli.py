@@ -1,4 +1,4 @@
-"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``status``, ``diff``, ``predict``, ``explain``, ``download``, ``convert``.
+"""The ``epx`` console script: ``synth``, ``prepare``, ``summarize``, ``status``, ``diff``, ``predict``, ``explain``, ``import``, ``download``, ``convert``.
 
 Training itself is ``python launch.py …`` (Hydra owns that command line). ``run_job`` is the
 glue between Hydra and ``epx.run.train``: in a single run, bad input ends the process with
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "diff": _diff,
         "predict": _predict,
         "explain": _explain,
+        "import": _import,
     }
     parser = argparse.ArgumentParser(prog="epx", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=[*commands, "download", "convert"])
@@ -131,6 +132,17 @@ def _explain(rest: list[str]) -> int:
     from epx.explain.run import main as explain_main
 
     return explain_main(rest) or 0
+
+
+def _import(rest: list[str]) -> int:
+    """``epx import graphreg MODEL.h5 ...``: a published model's weights as an epx job dir."""
+    importers = {"graphreg": "epx.imports.graphreg"}
+    if not rest or rest[0] not in importers:
+        print(f"epx: error: epx import needs a source: one of {sorted(importers)} (epx import graphreg MODEL.h5)", file=sys.stderr)
+        return 2
+    import importlib
+
+    return importlib.import_module(importers[rest[0]]).main(rest[1:]) or 0
 
 
 def _roadmap(argv: list[str]) -> int:

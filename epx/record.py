@@ -12,7 +12,7 @@ record read by an older epx loses nothing. A file that is not a JSON object (or 
 ``schema_version`` is not a number) raises ``RecordError`` naming the file.
 
 Fields: identity (``cell, mark, marks, fold, model, task, seed, test_cell, dataset``), what
-the job is (``kind``: ``train`` or ``predict``; ``source_job``: the trained job a prediction
+the job is (``kind``: ``train``, ``predict`` or ``imported`` (``epx import``); ``source_job``: the trained job a prediction
 came from), ``primary_metric`` (the objective's headline test metric), ``n_params``,
 ``n_genes`` per split, ``test`` metrics (``{name: float | None}``), ``undefined_metrics``
 (``{name: reason}``, below), ``status`` (``STATUSES``, below), ``error``, ``wall_seconds``, ``wandb`` (id, dir, mode, url), ``overrides`` (Hydra's task

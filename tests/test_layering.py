@@ -23,7 +23,7 @@ PACKAGE = REPO / "epx"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry point", ("epx.cli",)),
-    ("commands", ("epx.run", "epx.predict", "epx.explain", "epx.analysis", "epx.roadmap")),
+    ("commands", ("epx.run", "epx.predict", "epx.explain", "epx.analysis", "epx.roadmap", "epx.imports")),
     ("jobs", ("epx.trained", "epx.evaluate", "epx.job", "epx.record", "epx.preflight")),
     ("training", ("epx.train", "epx.models")),
     ("data", ("epx.data", "epx.convert", "epx.synthetic")),

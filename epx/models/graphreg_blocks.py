@@ -6,11 +6,18 @@ a 6 Mb window of 60,000 bins becomes 1,200 nodes. ``CountHead`` maps node embedd
 non-negative predicted counts with a 1x1 conv 64 + BN + ReLU and a 1x1 conv to one
 channel, followed by the output link named in ``OUTPUT_LINKS`` (``exp`` as in the paper,
 or ``softplus``, which grows linearly and so cannot overflow on large logits).
+
+``LAYER_ORDERS`` names how a conv stage is arranged: ``epx`` (the default: Conv -> BN -> ReLU,
+PyTorch's BatchNorm eps 1e-5 and momentum 0.1) or ``published`` (the authors' Keras code:
+Conv -> ReLU -> BN, Keras's BatchNorm eps 1e-3 and momentum 0.99, i.e. 0.01 in PyTorch's
+convention), so weights trained by the original code compute the same thing here.
+``CountHead(hidden=0)`` is the published Epi-CNN's head: one 1x1 conv to the count, no hidden layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,33 +38,66 @@ def output_link(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return OUTPUT_LINKS[name]
 
 
-def _conv_bn_relu(*, in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv1d(in_channels, out_channels, kernel_size, padding="same"),
-        nn.BatchNorm1d(out_channels),
-        nn.ReLU(),
-    )
+@dataclass(frozen=True)
+class LayerOrder:
+    """Where the activation sits relative to BatchNorm, and the BatchNorm's constants."""
+
+    activation_first: bool  # Conv -> ReLU -> BN (the Keras code) instead of Conv -> BN -> ReLU
+    eps: float
+    momentum: float  # PyTorch's convention: the weight of the new batch statistic
+
+    def norm(self, channels: int) -> nn.BatchNorm1d:
+        return nn.BatchNorm1d(channels, eps=self.eps, momentum=self.momentum)
+
+    def stage(self, conv: nn.Module, channels: int) -> nn.Sequential:
+        """conv -> BN -> ReLU, or conv -> ReLU -> BN."""
+        if self.activation_first:
+            return nn.Sequential(conv, nn.ReLU(), self.norm(channels))
+        return nn.Sequential(conv, self.norm(channels), nn.ReLU())
+
+
+LAYER_ORDERS: dict[str, LayerOrder] = {
+    "epx": LayerOrder(activation_first=False, eps=1e-5, momentum=0.1),
+    # Keras BatchNormalization defaults: epsilon 1e-3, momentum 0.99 (= 1 - 0.01)
+    "published": LayerOrder(activation_first=True, eps=1e-3, momentum=0.01),
+}
+
+
+def layer_order(name: str) -> LayerOrder:
+    """Look up a layer order by name, failing with the valid names."""
+    if name not in LAYER_ORDERS:
+        raise ValueError(f"unknown layer_order {name!r}; choose one of {sorted(LAYER_ORDERS)}")
+    return LAYER_ORDERS[name]
+
+
+def _conv_bn_relu(*, in_channels: int, out_channels: int, kernel_size: int, order: str = "epx") -> nn.Sequential:
+    conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding="same")
+    return layer_order(order).stage(conv, out_channels)
 
 
 class EpiEncoder(nn.Module):
     """Histone-mark bins -> node embeddings, one node per 50 bins (5 kb at 100 bp bins)."""
 
-    def __init__(self, *, n_marks: int = 7, d: int = 128, dropout: float = 0.5) -> None:
+    def __init__(self, *, n_marks: int = 7, d: int = 128, dropout: float = 0.5, layer_order: str = "epx") -> None:
         super().__init__()
         if n_marks < 1 or d < 1:
             raise ValueError(f"n_marks and d must be positive, got n_marks={n_marks}, d={d}")
         self.n_marks = n_marks
         self.d = d
+        self.layer_order = layer_order
         self.layers = nn.Sequential(
-            _conv_bn_relu(in_channels=n_marks, out_channels=d, kernel_size=25),
+            _conv_bn_relu(in_channels=n_marks, out_channels=d, kernel_size=25, order=layer_order),
             nn.MaxPool1d(2),
             nn.Dropout(dropout),
-            _conv_bn_relu(in_channels=d, out_channels=d, kernel_size=3),
+            _conv_bn_relu(in_channels=d, out_channels=d, kernel_size=3, order=layer_order),
             nn.MaxPool1d(5),
             nn.Dropout(dropout),
-            _conv_bn_relu(in_channels=d, out_channels=d, kernel_size=3),
+            _conv_bn_relu(in_channels=d, out_channels=d, kernel_size=3, order=layer_order),
             nn.MaxPool1d(5),
         )
+
+    def extra_repr(self) -> str:
+        return f"n_marks={self.n_marks}, d={self.d}, layer_order={self.layer_order!r}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, M, L) with M = n_marks and L a multiple of 50 -> (B, d, L // 50)."""
@@ -71,17 +111,23 @@ class EpiEncoder(nn.Module):
 
 
 class CountHead(nn.Module):
-    """Node embeddings -> one non-negative predicted count per node."""
+    """Node embeddings -> one non-negative predicted count per node.
 
-    def __init__(self, *, in_channels: int, hidden: int = 64, output: str = "exp") -> None:
+    ``hidden``: the width of the 1x1 conv stage before the count (0: none, the count comes
+    straight from the embeddings, as in the published Epi-CNN); ``layer_order`` arranges that stage.
+    """
+
+    def __init__(self, *, in_channels: int, hidden: int = 64, output: str = "exp", layer_order: str = "epx") -> None:
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
         self.link = output_link(output)
-        self.layers = nn.Sequential(
-            nn.Conv1d(in_channels, hidden, 1),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Conv1d(hidden, 1, 1),
-        )
+        self.in_channels, self.hidden, self.output, self.layer_order = in_channels, hidden, output, layer_order
+        stage = [*_conv_bn_relu(in_channels=in_channels, out_channels=hidden, kernel_size=1, order=layer_order)] if hidden else []
+        self.layers = nn.Sequential(*stage, nn.Conv1d(hidden or in_channels, 1, 1))
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, hidden={self.hidden}, output={self.output!r}, layer_order={self.layer_order!r}"
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h: (B, C, N) -> (B, N) predicted counts >= 0."""
