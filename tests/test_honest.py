@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
+from test_faults import job_overrides as fault_job_overrides
 from torchmetrics import MetricCollection
 
 from epx.analysis.collect import collect_rows
@@ -48,16 +49,7 @@ TIMEOUT = 240
 
 
 def job_overrides(tmp_path: Path, folder: Path, *extra: str) -> list[str]:
-    return [
-        "dataset=folder",
-        f"dataset.root={folder}",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        *extra,
-    ]
+    return fault_job_overrides(tmp_path, folder, "trainer.enable_model_summary=false", *extra)
 
 
 def run_job(tmp_path: Path, folder: Path, *extra: str) -> JobRecord:

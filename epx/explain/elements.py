@@ -174,15 +174,12 @@ WindowSpec = int | Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | Non
 
 
 def graphreg_window(*, window_bp: int = 6_000_000, step_bp: int = 2_000_000) -> Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]:
-    """GraphReg / Epi-CNN's window per gene: the 6 Mb tile whose 2 Mb middle holds its TSS."""
-    flank = (window_bp - step_bp) // 2
+    """GraphReg / Epi-CNN's window per gene: the 6 Mb tile whose 2 Mb middle holds its TSS, as
+    the builder defines it (``GraphRegInputs.intervals``)."""
+    from epx.data.inputs.graphreg.windows import GraphRegInputs
 
-    def window(genes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        k = genes["tss"].to_numpy(np.int64) // step_bp
-        lo = k * step_bp - flank
-        return lo, lo + window_bp
-
-    return window
+    builder = GraphRegInputs(window_bp=window_bp, step_bp=step_bp)
+    return lambda genes: builder.intervals(genes).bounds()
 
 
 def _window_bounds(window: WindowSpec, genes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

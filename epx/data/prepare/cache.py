@@ -301,13 +301,13 @@ class CellCache:
         except READ_ERRORS as err:
             # ensure() checked the header; damage inside the data shows only now (checksum,
             # decompression, a truncated chunk). Rebuild once, then give up with one message.
-            log.warning("cache %s is corrupt (%s: %s); rebuilding it", self.path, type(err).__name__, _short(err))
-            self._rebuild(marks, seen=_identity(self.path))
+            log.warning("cache %s is corrupt (%s: %s); rebuilding it", self.path, type(err).__name__, short_error(err))
+            self._rebuild(marks, seen=file_identity(self.path))
         try:
             return self._read(marks, chroms, half)
         except READ_ERRORS as err:
             raise InputError(
-                f"cache file {self.path} cannot be read even after rebuilding it ({type(err).__name__}: {_short(err)}); "
+                f"cache file {self.path} cannot be read even after rebuilding it ({type(err).__name__}: {short_error(err)}); "
                 f"delete {self.path} (epx rebuilds it on the next run) and check the disk it is on"
             ) from err
 
@@ -327,7 +327,7 @@ class CellCache:
         """Rewrite the whole file from the bigWigs, unless another process replaced it since
         we found it damaged (then read theirs)."""
         with self._lock():
-            if _identity(self.path) == seen:
+            if file_identity(self.path) == seen:
                 self._required = set(marks)
                 self._write(keep=[], build=self._wanted(marks))
 
@@ -336,7 +336,8 @@ class CellCache:
 READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
 
 
-def _identity(path: Path) -> tuple | None:
+def file_identity(path: Path) -> tuple | None:
+    """(inode, size, mtime) of ``path``, None when absent: tells whether another process replaced it."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -344,5 +345,6 @@ def _identity(path: Path) -> tuple | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _short(err: BaseException) -> str:
+def short_error(err: BaseException) -> str:
+    """An exception's message on one line, at most 200 characters (for log lines and errors)."""
     return " ".join(str(err).split())[:200]

@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 from filelock import FileLock, Timeout
 
+from epx.data.prepare.cache import file_identity, short_error
 from epx.data.prepare.contract import DatasetSpec
 from epx.errors import InputError
 from epx.io.atomic import atomic_path, stale_temps
@@ -116,7 +117,7 @@ class GenomeCache:
                 ok = f.attrs.get("format") == FORMAT_VERSION and bool(f.attrs.get("complete", False))
                 ok = ok and json.loads(f.attrs.get("source", "{}")) == fasta_signature(self.fasta())
         except READ_ERRORS as err:
-            log.warning("genome cache %s is unreadable (%s); rebuilding it", path, _short(err))
+            log.warning("genome cache %s is unreadable (%s); rebuilding it", path, short_error(err))
             return False
         if not ok:
             log.warning("genome cache %s is incomplete or from another FASTA; rebuilding it", path)
@@ -180,16 +181,16 @@ class GenomeCache:
         except READ_ERRORS as err:
             # ensure() checked the header; damage inside the data shows only now (checksum,
             # decompression, a truncated chunk). Rebuild once, then give up with one message.
-            log.warning("genome cache %s is corrupt (%s: %s); rebuilding it", path, type(err).__name__, _short(err))
-            seen = _identity(path)
+            log.warning("genome cache %s is corrupt (%s: %s); rebuilding it", path, type(err).__name__, short_error(err))
+            seen = file_identity(path)
             with self._lock(path):
-                if _identity(path) == seen:
+                if file_identity(path) == seen:
                     self._write(path)
         try:
             return self._read(path, chroms)
         except READ_ERRORS as err:
             raise InputError(
-                f"genome cache {path} cannot be read even after rebuilding it ({type(err).__name__}: {_short(err)}); "
+                f"genome cache {path} cannot be read even after rebuilding it ({type(err).__name__}: {short_error(err)}); "
                 f"delete {path.parent} (epx rebuilds it on the next run) and check the disk it is on"
             ) from err
 
@@ -199,15 +200,3 @@ class GenomeCache:
             wanted = cached if chroms is None else [str(c) for c in chroms]
             spelling = reconcile(wanted, cached, exact=self.spec.exact_names)
             return {chrom: f[name][:] for chrom, name in spelling.items() if name is not None}
-
-
-def _identity(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _short(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]
