@@ -32,7 +32,6 @@ marks, a weight whose shape differs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,11 @@ import torch
 from torch import nn
 
 from epx.errors import InputError
+from epx.imports.jobdir import (
+    refuse_existing,
+    sha256,  # noqa: F401  (re-exported: where `epx import graphreg` users found it)
+    write_imported_job,
+)
 from epx.models.epi_cnn import EpiCNN
 from epx.models.graphreg import EpiGraphReg
 from epx.models.graphreg_blocks import LAYER_ORDERS
@@ -245,23 +249,12 @@ def _check_activations(keras: KerasModel, model: str) -> None:
 # ---------------------------------------------------------------- the job dir
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_graphreg(path: str | Path, out: str | Path, *, model: str | None = None, overrides: Sequence[str] = ()) -> JobRecord:
     """Write a job dir at ``out`` holding the Keras file's network (module doc)."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from epx.config import compose
-    from epx.io.atomic import write_text
     from epx.preflight import validate
-    from epx.run import objective_config, provenance
     from epx.selection import mark_label
 
     path, out = Path(path), Path(out)
@@ -272,8 +265,7 @@ def import_graphreg(path: str | Path, out: str | Path, *, model: str | None = No
         raise InputError(f"unknown --model {model!r}; choose one of {sorted(ARCHITECTURES)}")
     if model != found:
         raise InputError(f"{path}: the file holds {ARCHITECTURES[found].keras_name}, not {ARCHITECTURES[model].keras_name} (--model {found})")
-    if (out / "metrics.json").exists():
-        raise InputError(f"{out} already holds a job (metrics.json); import into a new dir")
+    refuse_existing(out)
     arch = ARCHITECTURES[model]
     net = to_net(keras, model)  # every file check before any composition or data work
     cfg = compose([f"model={arch.config}", *overrides, f"paths.output_dir={out}"])
@@ -286,26 +278,8 @@ def import_graphreg(path: str | Path, out: str | Path, *, model: str | None = No
     # the file decides the net (widths, heads, layer order): model.net overrides cannot change it
     OmegaConf.set_struct(cfg, False)
     OmegaConf.update(cfg, "model.net", net_kwargs(keras, model), merge=True)
-    if instantiate(cfg.model.net).state_dict().keys() != net.state_dict().keys():
-        raise InputError(f"{path}: model={arch.config} does not build the file's network; drop the model.net overrides")
-    objective = instantiate(objective_config(cfg))
-    dm = instantiate(cfg.data, target_column=objective.target_column)
-    prov = provenance(cfg, dm)
-    digest = sha256(path)
-    checkpoint = out / "checkpoints" / "final.ckpt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-                "hyper_parameters": {"provenance": prov}}, checkpoint)
-    write_text(out / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
-    record = JobRecord(
-        cell=str(cfg.cell), mark=mark_label(marks), marks=list(marks), fold=fold, model=cfg.model.name, task=cfg.task.name,
-        seed=int(cfg.seed), test_cell=cfg.get("test_cell"), dataset=cfg.dataset.name, kind="imported",
-        primary_metric=objective.primary, n_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
-        status="ok", checkpoint=str(checkpoint), overrides=list(overrides),
-        extra={"source": {"path": str(path.resolve()), "sha256": digest, "keras_version": keras.keras_version, "architecture": arch.keras_name}},
-    )
-    record.write(out)
-    return record
+    return write_imported_job(cfg, net, out, marks=marks, fold=fold, overrides=overrides, what=path,
+                              source={"keras_version": keras.keras_version, "architecture": arch.keras_name})
 
 
 def main(argv: Sequence[str]) -> int:
