@@ -135,10 +135,10 @@ def _explain(rest: list[str]) -> int:
 
 
 def _import(rest: list[str]) -> int:
-    """``epx import graphreg MODEL.h5 ...``: a published model's weights as an epx job dir."""
-    importers = {"graphreg": "epx.imports.graphreg"}
+    """``epx import graphreg MODEL.h5 ...`` / ``epx import chromoformer STATE_DICT.pt ...``: a published model's weights as an epx job dir."""
+    importers = {"graphreg": "epx.imports.graphreg", "chromoformer": "epx.imports.chromoformer"}
     if not rest or rest[0] not in importers:
-        print(f"epx: error: epx import needs a source: one of {sorted(importers)} (epx import graphreg MODEL.h5)", file=sys.stderr)
+        print(f"epx: error: epx import needs a source: one of {sorted(importers)} (epx import graphreg MODEL.h5, epx import chromoformer STATE_DICT.pt)", file=sys.stderr)
         return 2
     import importlib
 
