@@ -162,6 +162,15 @@ def registry_targets() -> frozenset[str]:
 
 # the resolvers whose value follows from the config alone: safe to resolve from a saved config
 SAFE_RESOLVERS = frozenset({"n_marks", "div", "oc.select", "oc.dict.keys", "oc.dict.values"})
+_RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
+
+
+def unsafe_interpolation(value: Any) -> bool:
+    """A string (or list holding one) interpolating through a resolver outside ``SAFE_RESOLVERS``
+    (``${oc.env:…}``, ``${hydra:…}``, ...): never resolved from a job dir's files."""
+    if isinstance(value, list | tuple):
+        return any(unsafe_interpolation(item) for item in value)
+    return isinstance(value, str) and any(name not in SAFE_RESOLVERS for name in _RESOLVER_CALL.findall(value))
 
 
 def _div(a, b) -> int:

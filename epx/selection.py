@@ -16,6 +16,7 @@ from omegaconf import ListConfig
 
 from epx.constants import MARKS
 from epx.errors import InputError
+from epx.ids import check_id
 
 
 def parse_marks(value) -> tuple[str, ...]:
@@ -41,6 +42,7 @@ def mark_label(marks: Sequence[str]) -> str:
 
 
 def check_cell(cell: str, valid: Iterable[str], where: str) -> None:
+    check_id(cell, "cell")  # it becomes part of file names (signals/{cell}-…, {cache}/{cell}.h5)
     valid = list(valid)
     if cell not in valid:
         raise InputError(f"unknown cell {cell!r} for {where}; valid cells: {', '.join(valid)}")

@@ -16,7 +16,9 @@ end); it is used as given.
 
 A job dir is data, never code:
 
-- the checkpoint is read with ``torch.load(weights_only=True)`` (tensors and plain types);
+- the checkpoint is read with ``torch.load(weights_only=True)`` (tensors and plain types), and
+  it is the job dir's own (``checkpoints/<name>``; the record's absolute path is only a name);
+- the saved config is read by ``epx.io.safe_yaml.load_yaml`` (size- and alias-bounded);
 - a ``_target_`` of the saved config or of the provenance must be one that ``conf/`` itself
   names (``epx.config.registry_targets``); any other is refused;
 - an interpolation through a resolver that reads the environment or the process
@@ -34,27 +36,25 @@ built or output dir written.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from epx.config import SAFE_RESOLVERS, compose, registry_targets
+from epx.config import compose, registry_targets, unsafe_interpolation
 from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
+from epx.io.safe_yaml import load_yaml
 from epx.preflight import validate
 from epx.record import JobRecord, RecordError
 from epx.selection import mark_label
 
 CHECKPOINT_NAMES = ("best.ckpt", "final.ckpt", "last.ckpt")
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
-RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 ABSENT = object()
 
 
@@ -81,11 +81,11 @@ class TrainedJob:
 
 
 def find_checkpoint(job_dir: Path, record: JobRecord) -> Path:
-    if record.checkpoint and Path(record.checkpoint).is_file():
-        return Path(record.checkpoint)
-    # the job dir may have moved since: look for the same file name inside it
+    """The job dir's own checkpoint: the record's file name looked up inside ``job_dir``, never
+    the record's absolute path, so a moved or copied job dir scores its own weights (a copy
+    whose weights were edited must not silently use the original's)."""
     names = ([Path(record.checkpoint).name] if record.checkpoint else []) + list(CHECKPOINT_NAMES)
-    for name in names:
+    for name in dict.fromkeys(names):
         if (job_dir / "checkpoints" / name).is_file():
             return job_dir / "checkpoints" / name
     raise InputError(
@@ -147,13 +147,6 @@ def _leaves(node: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield path, value
 
 
-def _unsafe(value: Any) -> bool:
-    """A string (or list holding one) that interpolates through a resolver reading the environment."""
-    if isinstance(value, list):
-        return any(_unsafe(item) for item in value)
-    return isinstance(value, str) and any(name not in SAFE_RESOLVERS for name in RESOLVER.findall(value))
-
-
 def _get(plain: Any, key: str) -> Any:
     for part in key.split("."):
         if not isinstance(plain, dict) or part not in plain:
@@ -180,10 +173,7 @@ def read_saved_config(job_dir: Path) -> dict:
             f"{job_dir}: no saved config ({path} is missing); a job run by launch.py or epx.run.train saves its "
             "config there. Was the job dir copied without .hydra/?"
         )
-    try:
-        plain = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise InputError(f"{path}: unreadable config ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from err
+    plain = load_yaml(path)  # size- and alias-bounded: one InputError naming the file
     if not isinstance(plain, dict):
         raise InputError(f"{path}: not a job config (a YAML mapping of cell, mark, dataset, model, ...)")
     check_targets(plain, str(path))
@@ -209,7 +199,7 @@ def job_config(job_dir: Path, overrides: Sequence[str]) -> DictConfig:
             )
         _set(plain, key, value)
     for key, value in list(_leaves(plain)):
-        if _unsafe(value):
+        if unsafe_interpolation(value):
             ours = _get(today, key)
             if ours is ABSENT:
                 raise InputError(

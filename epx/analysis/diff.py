@@ -19,7 +19,12 @@ A config is compared **resolved** and **flattened**: one ``dotted.key: value`` l
 (``${n_marks:${mark}}`` → ``7``), except a value that only repeats another key
 (``data.inputs: ${model.inputs}``, ``model.net.out_dim: ${task.out_dim}``), which is kept as
 that reference so a difference is shown once, at the key it repeats; a value that cannot be
-resolved outside its job (``${hydra:…}``) is kept as written.
+resolved outside its job (``${hydra:…}``) is kept as written. A resolver that reads the
+environment or the process (``${oc.env:SECRET}``: anything outside
+``epx.config.SAFE_RESOLVERS``) is never resolved, on any side: its value is shown as written,
+and so is every value that interpolates it, so a secret in a job's ``.hydra/config.yaml`` never
+reaches a review comment. A job dir's config is read by ``epx.io.safe_yaml.load_yaml``
+(size- and alias-bounded: an alias bomb is one ``DiffError``).
 
 **Run keys** (``epx.config.RUN_KEYS``: how or where a job runs, not what it computes — the
 keys a job's config digest and its named-sweep dir name leave out too) never count as a
@@ -76,7 +81,9 @@ import yaml
 
 from epx.analysis.collect import IDENTITY_COLUMNS, METRIC_ORDER, canonical_mark, collect_rows
 from epx.analysis.grid import expected_grid, read_yaml
-from epx.config import RUN_KEYS, compose, is_run_key, run_key
+from epx.config import RUN_KEYS, compose, is_run_key, run_key, unsafe_interpolation
+from epx.errors import InputError
+from epx.io.safe_yaml import load_yaml
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import FINISHED, JobRecord, RecordError
 
@@ -114,10 +121,21 @@ def _leaves(raw: Any, prefix: str = ""):
         yield prefix[:-1], raw
 
 
+def _escape_unsafe(raw: Any) -> Any:
+    """``raw`` with every string that calls an unsafe resolver escaped (``\\${``), so it reads as its own text."""
+    if isinstance(raw, dict):
+        return {key: _escape_unsafe(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_escape_unsafe(value) for value in raw]
+    if isinstance(raw, str) and unsafe_interpolation(raw):
+        return raw.replace("${", "\\${")
+    return raw
+
+
 def _resolve_leaf(cfg, key: str, raw: Any) -> Any:
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    if not _has_interpolation(raw) or (isinstance(raw, str) and ALIAS.match(raw)):
+    if not _has_interpolation(raw) or (isinstance(raw, str) and ALIAS.match(raw)) or unsafe_interpolation(raw):
         return raw
     try:
         value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True, throw_on_missing=True)
@@ -159,7 +177,8 @@ def flatten(cfg, extra_roots: Sequence[Path] = ()) -> FlatConfig:
     from omegaconf import OmegaConf
 
     raw = OmegaConf.to_container(cfg, resolve=False)
-    leaves = {key: (value, _resolve_leaf(cfg, key, value)) for key, value in _leaves(raw)}
+    inert = OmegaConf.create(_escape_unsafe(raw))  # what interpolates ${oc.env:…} gets its text, never its value
+    leaves = {key: (value, _resolve_leaf(inert, key, value)) for key, value in _leaves(raw)}
     roots = [*extra_roots]
     for key, (_, value) in leaves.items():
         if _kind(key) == "where":
@@ -229,7 +248,12 @@ def load_job_config(job_dir: Path) -> FlatConfig:
 
     path = job_dir / ".hydra" / "config.yaml"
     try:
-        cfg = OmegaConf.load(path)
+        plain = load_yaml(path)
+        if not isinstance(plain, dict):
+            raise InputError(f"{path}: not a job config (a YAML mapping)")
+        cfg = OmegaConf.create(plain)
+    except InputError as err:
+        raise DiffError(str(err)) from err
     except Exception as err:  # noqa: BLE001 — a truncated or foreign YAML
         raise DiffError(f"{path}: unreadable config ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from err
     return flatten(cfg, extra_roots=[Path(os.path.abspath(job_dir)).parent])

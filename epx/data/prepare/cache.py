@@ -72,6 +72,7 @@ from filelock import FileLock, Timeout
 from epx.constants import MARKS
 from epx.data.prepare.contract import DatasetSpec
 from epx.errors import InputError
+from epx.ids import check_id
 from epx.io.atomic import atomic_path, stale_temps, write_text
 from epx.io.bigwig import read_binned
 
@@ -159,7 +160,7 @@ class CellCache:
     ):
         if dtype not in DTYPES:
             raise InputError(f"cache dtype {dtype!r} is not one of {', '.join(DTYPES)} (data.cache_dtype)")
-        self.spec, self.cell, self.bin_bp, self.dtype = spec, cell, bin_bp, dtype
+        self.spec, self.cell, self.bin_bp, self.dtype = spec, check_id(cell, "cell"), bin_bp, dtype
         self.compression = compression
         self.prefetch_all_marks = prefetch_all_marks
         self.chrom_sizes = chrom_sizes or spec.chrom_sizes(cell, self._marks_on_disk() or MARKS)

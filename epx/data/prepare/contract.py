@@ -34,6 +34,7 @@ from epx.data.prepare.interactions import ContactFilter, InteractionAccount, pre
 from epx.io.bedpe import read_interactions
 from epx.io.chrom_sizes import read_chrom_sizes
 from epx.errors import InputError
+from epx.ids import check_id
 from epx.io.fasta import match_chroms, read_fasta_sizes
 from epx.io.naming import reconcile
 
@@ -73,7 +74,9 @@ class DatasetSpec:
 
     # -- paths -------------------------------------------------------------------------
     def path(self, key: str, **fmt: str) -> Path:
-        return self.root / self.files[key].format(**fmt)
+        """``root`` / the key's pattern filled with ``fmt``; each id must be a safe path component
+        (``epx.ids.check_id``), so ``cell=../../x`` never reads outside the root."""
+        return self.root / self.files[key].format(**{name: check_id(value, name) for name, value in fmt.items()})
 
     def signal_path(self, cell: str, mark: str) -> Path:
         return self.path("signal", cell=cell, mark=mark)
