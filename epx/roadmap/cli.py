@@ -3,14 +3,15 @@
 ``add_subcommands(subparsers)`` registers, on an ``argparse`` subparsers object:
 
 - ``download roadmap --cells E003,E114 --marks H3K4me3,H3K27ac --dest data/roadmap
-  [--signal tagalign|fc] [--base-url URL | NAME=URL ...]``
+  [--signal tagalign|fc] [--base-url URL | NAME=URL ...] [--interactions]`` (``--interactions``:
+  the cells' pcHi-C tables too, ``epx.roadmap.interactions``)
 - ``download hg19 --dest data/roadmap [--base-url URL]``: UCSC's hg19 FASTA, unpacked into the
   dataset contract's ``genome.fa`` + ``.fai`` (``epx.roadmap.genome``), for sequence models.
 - ``convert tagalign IN OUT --chrom-sizes F [--extend N] [--skip-unknown-chroms]``
 - ``convert gtf IN OUT [--all-genes] [--ucsc-names]``
 - ``convert interactions IN OUT --format pchic|hichip|hicdcplus|custom [column options]``
 - ``convert expression IN OUT``
-- ``convert roadmap --dest data/roadmap [--extend N] [--force]``: every converter a
+- ``convert roadmap --dest data/roadmap [--extend N] [--force] [--pchic-score COLUMN]``: every converter a
   download folder needs, turning it into the dataset contract (DESIGN §2.1).
 
 Each subcommand sets ``func``: a callable taking the parsed args and returning an exit
@@ -38,14 +39,40 @@ def _outdated(out: Path, src: Path) -> bool:
     return not out.exists() or out.stat().st_mtime < src.stat().st_mtime
 
 
-def convert_roadmap(dest: str | os.PathLike, *, extend: int | None = None, force: bool = False) -> list[Path]:
+def _pchic_jobs(root: Path, manifest: dict) -> list[tuple[Path, Path, str]]:
+    """(table, interactions/{EID}.bedpe, EID) for each cell with signals whose pcHi-C was downloaded."""
+    from epx.roadmap.interactions import pchic_cells
+
+    names = [p.name.split("-", 1)[0] for p in (*(root / "raw").glob("*.tagAlign.gz"), *(root / "signals").glob("*.bigwig"))]
+    raw = root / Path(manifest["files"]["pchic"]["dest"]).parent
+    sources = pchic_cells(manifest)
+    return [
+        (raw / sources[cell].file_name, root / "interactions" / f"{cell}.bedpe", cell)
+        for cell in sorted(set(names) & set(sources))
+        if (raw / sources[cell].file_name).is_file()
+    ]
+
+
+def convert_roadmap(
+    dest: str | os.PathLike, *, extend: int | None = None, force: bool = False, pchic_score: str | None = None,
+) -> list[Path]:
     """Convert a ``download roadmap`` folder into the dataset contract; return outputs written.
 
-    tagAlign → ``signals/{cell}-{mark}.bigwig``, GTF → ``tss.bed``, RPKM → ``expression.tsv``.
-    Outputs newer than their input are kept unless ``force``.
+    tagAlign → ``signals/{cell}-{mark}.bigwig``, GTF → ``tss.bed``, RPKM → ``expression.tsv``,
+    and (after ``download roadmap --interactions``) each cell's pcHi-C table →
+    ``interactions/{cell}.bedpe`` (``epx.roadmap.interactions``; ``pchic_score`` names the
+    table's score column, else the manifest's). Outputs newer than their input are kept unless
+    ``force``.
     """
     root = Path(dest)
-    files = load_manifest()["files"]
+    manifest = load_manifest()
+    files = manifest["files"]
+    pchic = _pchic_jobs(root, manifest)
+    score_column = pchic_score or manifest["interactions"].get("score_column")
+    if pchic and score_column is None:  # before hours of tagAlign conversion, not after
+        from epx.roadmap.interactions import pchic_to_bedpe
+
+        pchic_to_bedpe(pchic[0][0], pchic[0][1], score_column=None)  # raises, listing the table's columns
     chrom_sizes = root / files["chrom_sizes"]["dest"]
     if not chrom_sizes.is_file():
         raise FileNotFoundError(
@@ -70,6 +97,17 @@ def convert_roadmap(dest: str | os.PathLike, *, extend: int | None = None, force
             print(f"converting {src} -> {out}", flush=True)
             converters[kind](src, out)
             written.append(out)
+    if pchic:
+        from epx.roadmap.interactions import pchic_cells, pchic_to_bedpe
+
+        sources = pchic_cells(manifest)
+        for src, out, cell in pchic:
+            if force or _outdated(out, src):
+                print(f"converting {src} -> {out}", flush=True)
+                s = sources[cell]
+                pchic_to_bedpe(src, out, score_column=score_column, cell=cell, tissue=s.tissue, proxy=s.proxy,
+                               chrom_sizes=chrom_sizes)
+                written.append(out)
     return written
 
 
@@ -79,7 +117,7 @@ def convert_roadmap(dest: str | os.PathLike, *, extend: int | None = None, force
 def _cmd_download_roadmap(args: argparse.Namespace) -> int:
     files = download_roadmap(
         args.cells, args.marks, args.dest, signal=args.signal, base_urls=args.base_url,
-        retries=args.retries, progress=not args.no_progress,
+        retries=args.retries, progress=not args.no_progress, interactions=args.interactions,
     )
     print(f"{len(files)} files verified in {args.dest}")
     if args.signal == "tagalign":
@@ -132,7 +170,7 @@ def _cmd_convert_expression(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert_roadmap(args: argparse.Namespace) -> int:
-    written = convert_roadmap(args.dest, extend=args.extend, force=args.force)
+    written = convert_roadmap(args.dest, extend=args.extend, force=args.force, pchic_score=args.pchic_score)
     print(f"{args.dest}: {len(written)} files converted; dataset root ready "
           f"(dataset=folder dataset.root={args.dest})")
     return 0
@@ -158,6 +196,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                          help="mirror for every source, or NAME=URL for one (roadmap, gencode, ucsc)")
     roadmap.add_argument("--retries", type=int, default=5)
     roadmap.add_argument("--no-progress", action="store_true")
+    roadmap.add_argument("--interactions", action="store_true",
+                         help="also the cells' promoter-capture Hi-C (Jung et al. 2019, GEO GSE86189; source geo=URL)")
     roadmap.set_defaults(func=_cmd_download_roadmap)
     for genome in sorted(load_manifest()["genomes"]):
         fasta = sources.add_parser(genome, help=f"UCSC {genome} reference FASTA -> genome.fa + .fai (for sequence models)")
@@ -209,4 +249,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     folder.add_argument("--dest", type=Path, default=Path("data/roadmap"))
     folder.add_argument("--extend", type=int, default=None)
     folder.add_argument("--force", action="store_true", help="reconvert outputs that are up to date")
+    folder.add_argument("--pchic-score", default=None, metavar="COLUMN",
+                        help="score column of the GSE86189 pcHi-C tables (written as the BEDPE score, kind frequency)")
     folder.set_defaults(func=_cmd_convert_roadmap)

@@ -11,7 +11,9 @@ Contract:
   ``chrom.sizes``, ``signals/{cell}-{mark}.bigwig`` (``--signal fc``),
   ``raw/{cell}-{mark}.tagAlign.gz`` (``--signal tagalign``; ``epx convert roadmap``
   then writes ``signals/{cell}-{mark}.bigwig``), ``raw/57epigenomes.RPKM.pc.gz``,
-  ``raw/gencode.v19.annotation.gtf.gz``.
+  ``raw/gencode.v19.annotation.gtf.gz``; with ``interactions=True`` also
+  ``raw/pchic/GSE86189_{tissue}.po.all.txt.bz2`` per tissue the cells map to (bzip2 magic
+  ``BZh``; ``epx.roadmap.interactions`` converts them).
 
 - Marks are parsed by ``epx.selection.parse_marks`` (the one mark parser: a comma- or
   ``+``-joined list or ``all``, in canonical order); cells by ``parse_choices``.
@@ -65,6 +67,7 @@ LEDGER_NAME = ".epx-download.json"
 _CHUNK = 1 << 20
 _USER_AGENT = "epx-download/0.1 (python-urllib)"
 _GZIP_MAGIC = b"\x1f\x8b"
+_BZIP2_MAGIC = b"BZh"
 _BIGWIG_MAGICS = (b"\x26\xfc\x8f\x88", b"\x88\x8f\xfc\x26")  # little-, big-endian 0x888FFC26
 
 
@@ -125,8 +128,10 @@ def plan(
     *,
     base_urls: Iterable[str] = (),
     manifest: dict | None = None,
+    interactions: bool = False,
 ) -> list[RemoteFile]:
-    """The files a cells × marks grid needs, shared files first."""
+    """The files a cells × marks grid needs, shared files first; with ``interactions``, the
+    pcHi-C table of each tissue the cells map to (``manifest["interactions"]``), once each."""
     manifest = manifest or load_manifest()
     if signal not in manifest["signals"]:
         raise ValueError(f"unknown signal {signal!r}; choose one of {sorted(manifest['signals'])}")
@@ -145,7 +150,11 @@ def plan(
 
     kind = manifest["signals"][signal]
     shared = [remote(k) for k in manifest["shared"]]
-    return shared + [remote(kind, cell=c, mark=m) for c in cells for m in marks]
+    signals = [remote(kind, cell=c, mark=m) for c in cells for m in marks]
+    if not interactions:
+        return shared + signals
+    names = dict.fromkeys(manifest["interactions"]["cells"][c]["geo"] for c in cells)
+    return shared + signals + [remote("pchic", tissue=name) for name in names]
 
 
 # ---------------------------------------------------------------- verification
@@ -191,6 +200,7 @@ def _check_chrom_sizes(path: Path) -> str | None:
 FORMAT_CHECKS: dict[str, Callable[[Path], str | None]] = {
     "gzip": _check_magic([_GZIP_MAGIC], "gzip"),
     "bigwig": _check_magic(_BIGWIG_MAGICS, "bigWig"),
+    "bzip2": _check_magic([_BZIP2_MAGIC], "bzip2"),
     "chrom_sizes": _check_chrom_sizes,
 }
 
@@ -397,11 +407,13 @@ def download_roadmap(
     backoff_s: float = 2.0,
     timeout: float = 60.0,
     progress: bool = True,
+    interactions: bool = False,
 ) -> list[Path]:
-    """Fetch everything a ``cells × marks`` grid needs into ``dest``; return the paths."""
+    """Fetch everything a ``cells × marks`` grid needs into ``dest`` (with ``interactions``, the
+    cells' pcHi-C tables too); return the paths."""
     cells = parse_choices(cells, ROADMAP_CELLS, "cells")
     marks = parse_marks(marks)
-    remotes = plan(cells, marks, signal, base_urls=base_urls)
+    remotes = plan(cells, marks, signal, base_urls=base_urls, interactions=interactions)
     root = Path(dest)
     ledger = Ledger(root)
     if ledger.signal not in (None, signal):
