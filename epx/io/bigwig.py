@@ -9,6 +9,9 @@ is reconciled to ``chrom_sizes``' per chromosome (``epx.io.naming.reconcile``: a
 bigWig fills ``chr1``/``chrM``), with one warning per renamed file; a bigWig that shares no
 chromosome with ``chrom_sizes`` in any spelling is refused.
 
+``per_base(path, chrom_sizes)`` reads per-bp values of given spans (for stores binned from
+exact base positions, e.g. Chromoformer's published TSS-anchored windows).
+
 Speed: each span of ``span_bp`` is decoded with one ``values(..., numpy=True)`` call and
 binned with a reshape; spans that the bigWig's zoom levels report as empty are skipped, and
 sparsely covered spans are binned straight from their intervals, so a sparse genome (data only
@@ -275,6 +278,39 @@ def read_binned(
             out[chrom] = binned
         return out
     return _read_bigwig(Path(source), chrom_sizes, bin_bp, span_bp)
+
+
+@contextlib.contextmanager
+def per_base(path: str | os.PathLike, chrom_sizes: Mapping[str, int]) -> Iterator:
+    """``with per_base(path, chrom_sizes) as read: read(chrom, start, end)`` -> float32
+    ``(end - start,)`` per-bp values, one ``values(..., numpy=True)`` call per read (give it
+    large spans); uncovered bases, bases off the chromosome and chromosomes the bigWig lacks
+    are 0; names reconciled to ``chrom_sizes`` as ``read_binned`` does."""
+    path = Path(path)
+    bw = open_for_reading(path)
+    try:
+        try:
+            present = bw.chroms()
+        except RuntimeError as err:
+            raise InputError(f"{path}: cannot list its chromosomes ({err}); the file is damaged: {BROKEN_FIX}") from err
+        spelling = _spellings(present, chrom_sizes, str(path))
+
+        def read(chrom: str, start: int, end: int) -> np.ndarray:
+            out = np.zeros(end - start, np.float32)
+            name = spelling.get(chrom)
+            lo, hi = max(start, 0), min(end, present[name]) if name is not None else 0
+            if hi > lo:
+                try:
+                    values = bw.values(name, lo, hi, numpy=True)
+                except RuntimeError as err:  # a header that opens but data blocks cut short
+                    raise InputError(f"{path}: cannot read {chrom}:{lo}-{hi} ({err}); the file is damaged: {BROKEN_FIX}") from err
+                out[lo - start : hi - start] = np.nan_to_num(values, nan=0.0)
+                _check_values(out, f"{path} ({chrom}:{lo}-{hi})")
+            return out
+
+        yield read
+    finally:
+        bw.close()
 
 
 # ----------------------------------------------------------------------------- writing
