@@ -11,6 +11,8 @@
 - ``convert gtf IN OUT [--all-genes] [--ucsc-names]``
 - ``convert interactions IN OUT --format pchic|hichip|hicdcplus|custom [column options]``
 - ``convert expression IN OUT``
+- ``convert hic MAP OUT [--resolution 5000] [--fdr 0.1] [--min-distance BP] [--max-distance BP]
+  [--chroms LIST]``: a Hi-C map's significant contacts (``epx.hic.significance``) as BEDPE.
 - ``convert roadmap --dest data/roadmap [--extend N] [--force] [--pchic-score COLUMN]``: every converter a
   download folder needs, turning it into the dataset contract (DESIGN §2.1).
 
@@ -164,6 +166,18 @@ def _cmd_convert_interactions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_hic(args: argparse.Namespace) -> int:
+    from epx.hic.significance import write_significant  # cooler / hic-straw only when asked for
+
+    chroms = [c for c in args.chroms.split(",") if c] if args.chroms else None
+    stats = write_significant(args.src, args.out, resolution=args.resolution, fdr=args.fdr,
+                              min_distance=args.min_distance, max_distance=args.max_distance, chroms=chroms)
+    print(f"{args.out}: {stats.significant} contacts at FDR {stats.fdr} ({stats.nonzero_pixels} nonzero of "
+          f"{stats.tested_pairs} tested pairs, {stats.chroms} chromosomes); run with "
+          f"dataset.interactions.score_kind=qvalue dataset.interactions.threshold={stats.fdr}")
+    return 0
+
+
 def _cmd_convert_expression(args: argparse.Namespace) -> int:
     print(f"{args.out}: {rpkm_to_expression(args.src, args.out)} genes")
     return 0
@@ -239,6 +253,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     inter.add_argument("--threshold", type=float, default=None,
                        help="drop rows the score kind rejects (frequency: < t, qvalue: > t)")
     inter.set_defaults(func=_cmd_convert_interactions)
+
+    hic = kinds.add_parser("hic", help="Hi-C map (.hic / .cool / .mcool) -> significant contacts BEDPE (q-values)")
+    hic.add_argument("src", type=Path, help=".hic (hic-straw), .cool or .mcool (cooler)")
+    hic.add_argument("out", type=Path)
+    hic.add_argument("--resolution", type=int, default=5000, help="bin size in bp (GraphReg: 5000)")
+    hic.add_argument("--fdr", type=float, default=0.1, help="keep pairs with Benjamini-Hochberg q <= this")
+    hic.add_argument("--min-distance", type=int, default=10_000, help="bp; nearer pairs are not tested")
+    hic.add_argument("--max-distance", type=int, default=2_000_000, help="bp; further pairs are not tested")
+    hic.add_argument("--chroms", default=None, help="comma-separated chromosomes (default: all of the map)")
+    hic.set_defaults(func=_cmd_convert_hic)
 
     expression = kinds.add_parser("expression", help="RPKM matrix (57epigenomes.RPKM.pc) -> expression.tsv")
     expression.add_argument("src", type=Path)
