@@ -29,13 +29,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import epx
+from epx.console import EpochLine, progress_bars_wanted
 from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
 from epx.evaluate import evaluate, evaluation_trainer, write_folds
 from epx.io.atomic import write_text
 from epx.job import Job, RngState, global_rank, interruptible, plan
 from epx.preflight import validate
-from epx.record import JobRecord
+from epx.record import JobRecord, is_smoke
 from epx.selection import mark_label
 from epx.threads import apply_threads
 from epx.train.compute import apply_compute
@@ -84,6 +85,7 @@ def new_record(cfg: DictConfig, overrides: list[str]) -> JobRecord:
         test_cell=cfg.get("test_cell"),
         dataset=cfg.dataset.name,
         overrides=overrides,
+        smoke=is_smoke(cfg.trainer),
     )
 
 
@@ -147,9 +149,18 @@ def weights_to_test(trainer: L.Trainer, job: Job) -> str | None:
         job.record.checkpoint = best
         return best
     final = job.dir / "checkpoints" / "final.ckpt"
-    trainer.save_checkpoint(final)
+    trainer.save_checkpoint(final, weights_only=False)  # said: Lightning logs a line when left unset
     job.record.checkpoint = str(final)
     return None
+
+
+def console(cfg: DictConfig, callbacks: list) -> dict:
+    """Progress bars only on a terminal: in a log file (a batch job, a redirected launch) a bar's
+    ``\r`` redraws are noise, so the job logs one line per epoch instead (``epx.console``)."""
+    if cfg.trainer.get("enable_progress_bar", True) and progress_bars_wanted():
+        return {}
+    callbacks.append(EpochLine())
+    return {"enable_progress_bar": False}
 
 
 def check_distributable(cfg: DictConfig, trainer: L.Trainer) -> None:
@@ -207,6 +218,10 @@ def _train(cfg: DictConfig) -> JobRecord:
         job.record.extra["resumed_from"] = step.checkpoint
         log.info("job %s: resuming from %s (%s)", out, step.checkpoint, step.note)
     with job.running():
+        if step.action == "resume":
+            from epx.trained import read_weights
+
+            read_weights(step.checkpoint)  # plain weights or one InputError, before Lightning unpickles it
         if global_rank() == 0:
             save_config(cfg, job.dir)
         marks, fold = validate(cfg)
@@ -246,7 +261,7 @@ def _train(cfg: DictConfig) -> JobRecord:
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
         callbacks.append(RngState())
         trainer = instantiate(
-            cfg.trainer, logger=job.logger, callbacks=callbacks, default_root_dir=str(job.dir), **cluster_plugins(cfg)
+            cfg.trainer, logger=job.logger, callbacks=callbacks, default_root_dir=str(job.dir), **cluster_plugins(cfg), **console(cfg, callbacks)
         )
         check_distributable(cfg, trainer)
         job.record.extra["compute"] = apply_compute(cfg.get("compute"), trainer, net)

@@ -36,6 +36,7 @@ built or output dir written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ from epx.selection import mark_label
 
 CHECKPOINT_NAMES = ("best.ckpt", "final.ckpt", "last.ckpt")
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
+UNPICKLER = re.compile(r"(Trying to load unsupported .+?\.|Unsupported global: .+?)(?= |$)")
 ABSENT = object()
 
 
@@ -94,15 +96,26 @@ def find_checkpoint(job_dir: Path, record: JobRecord) -> Path:
     )
 
 
+def read_weights(path: str | Path) -> dict:
+    """A checkpoint's contents, read as plain weights (``weights_only=True``: a pickle that would
+    build any other object, e.g. run ``os.system``, is refused unexecuted): one ``InputError``."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # a truncated or foreign file, or one holding objects: one clear message
+        text = " ".join(str(err).split())
+        why = UNPICKLER.search(text)  # torch's message is long; its reason is one clause of it
+        raise InputError(
+            f"{path}: not a readable checkpoint of plain weights ({type(err).__name__}: {why.group(1) if why else text[:300]}); "
+            "epx never unpickles code from a job dir: retrain the job or restore the file"
+        ) from err
+    if not isinstance(ckpt, dict):
+        raise InputError(f"{path}: not a checkpoint (a {type(ckpt).__name__}, not a mapping of weights); retrain the job or restore the file")
+    return ckpt
+
+
 def load_checkpoint(path: Path) -> tuple[dict, dict]:
     """(provenance, state_dict of the net) from a Lightning checkpoint written by epx."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file, or one holding objects: one clear message
-        raise InputError(
-            f"{path}: not a readable checkpoint of plain weights ({type(err).__name__}: {' '.join(str(err).split())[:300]}); "
-            "retrain the job or restore the file"
-        ) from err
+    ckpt = read_weights(path)
     provenance = (ckpt.get("hyper_parameters") or {}).get("provenance")
     if not provenance:
         raise InputError(
@@ -209,6 +222,7 @@ def job_config(job_dir: Path, overrides: Sequence[str]) -> DictConfig:
                 )
             _set(plain, key, ours)
     _set(plain, "paths.output_dir", str(job_dir))
+    check_targets(plain, f"{job_dir / SAVED_CONFIG} with {' '.join(overrides) or 'no overrides'}")
     return OmegaConf.create(plain)
 
 
