@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hydra.utils import instantiate
 
 from conftest import REPO
@@ -50,7 +51,9 @@ from epx.run import train
 from epx.train.module import Penalized
 from test_train import job_cfg
 
-MODEL_CONFIGS = sorted((REPO / "conf" / "model").glob("*.yaml"))  # not recursive: skips scheduler/
+# not recursive: skips scheduler/. A config that names its own contract test (``contract:
+# tests/<file>.py``: Seq-GraphReg needs a trained base job, or 6 Mb of DNA per window) is checked there.
+MODEL_CONFIGS = sorted(c for c in (REPO / "conf" / "model").glob("*.yaml") if not yaml.safe_load(c.read_text()).get("contract"))
 TASKS = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
 MARKS = ("H3K4me3", "H3K27ac")
 MARK = "+".join(MARKS)
