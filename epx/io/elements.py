@@ -13,7 +13,9 @@ names are matched case-insensitively, with the spellings of Fulco's table and of
 benchmark (``ALIASES``: ``chr``, ``chromStart``, ``measuredEnsemblID``, ``Significant``,
 ``EffectSize``, ...). A broken file (no header, a missing column, a non-numeric coordinate,
 an unreadable ``significant``) is one ``InputError`` naming the file, the line and the fix
-(``epx.io.tables``).
+(``epx.io.tables``). A table with an ``assembly`` column (``epx convert crispr`` writes one)
+must say ``hg19`` (or ``GRCh37``) in every row, the assembly of every epx dataset; another
+(GRCh38) is one ``InputError`` saying how to lift it.
 
 The table read has the columns ``element`` (row number in the file, 0-based, in file order),
 ``line`` (line number in the file), ``chrom`` (as written), ``start``, ``end``, ``gene_id``,
@@ -84,6 +86,21 @@ def _booleans(rows, index: int) -> np.ndarray:
     return yes
 
 
+HG19_NAMES = frozenset({"hg19", "grch37"})
+
+
+def _check_assembly(rows, path: Path) -> None:
+    lower = [h.strip().lower() for h in rows.header]
+    if "assembly" not in lower:
+        return
+    values = rows.column(lower.index("assembly")).str.strip()
+    bad = ~values.str.lower().isin(HG19_NAMES).to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise rows.fail(i, f"assembly {values.iloc[i]!r}: epx datasets are hg19; lift the table first "
+                           "(`epx convert crispr --source encode --chain hg38ToHg19.over.chain.gz`)")
+
+
 def read_element_table(path: str | Path, *, reserved: Iterable[str] = ()) -> pd.DataFrame:
     """The element table of ``path`` (module doc)."""
     path = Path(path)
@@ -114,6 +131,7 @@ def read_element_table(path: str | Path, *, reserved: Iterable[str] = ()) -> pd.
     )
     if "cell" in cols:
         table["cell"] = rows.texts(cols["cell"], "cell")
+    _check_assembly(rows, path)
     used = set(cols.values())
     for i, name in enumerate(rows.header):
         name = name.strip()

@@ -11,6 +11,8 @@
 - ``convert gtf IN OUT [--all-genes] [--ucsc-names]``
 - ``convert interactions IN OUT --format pchic|hichip|hicdcplus|custom [column options]``
 - ``convert expression IN OUT``
+- ``convert crispr IN OUT --source fulco|encode [--gtf GTF] [--chain CHAIN] [--cell K562]``:
+  a CRISPR screen as an hg19 element table (``epx.convert.crispr``).
 - ``convert hic MAP OUT [--resolution 5000] [--fdr 0.1] [--min-distance BP] [--max-distance BP]
   [--chroms LIST]``: a Hi-C map's significant contacts (``epx.hic.significance``) as BEDPE.
 - ``convert roadmap --dest data/roadmap [--extend N] [--force] [--pchic-score COLUMN]``: every converter a
@@ -178,6 +180,18 @@ def _cmd_convert_hic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_crispr(args: argparse.Namespace) -> int:
+    from epx.convert.crispr import convert_crispr
+
+    stats = convert_crispr(args.src, args.out, source=args.source, gtf=args.gtf, chain=args.chain, cell=args.cell)
+    dropped = ", ".join(f"{n} {why}" for why, n in stats.dropped.items()) or "none"
+    print(f"{args.out}: {stats.written} of {stats.rows_read} elements ({stats.positives} positive by GraphReg's rule)"
+          f"{', lifted GRCh38 -> hg19' if stats.lifted else ''}; dropped: {dropped}"
+          + (f"; {stats.unmapped_symbols} gene symbols not in the GTF (kept; validation counts them unknown_gene)"
+             if stats.unmapped_symbols else ""))
+    return 0
+
+
 def _cmd_convert_expression(args: argparse.Namespace) -> int:
     print(f"{args.out}: {rpkm_to_expression(args.src, args.out)} genes")
     return 0
@@ -263,6 +277,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     hic.add_argument("--max-distance", type=int, default=2_000_000, help="bp; further pairs are not tested")
     hic.add_argument("--chroms", default=None, help="comma-separated chromosomes (default: all of the map)")
     hic.set_defaults(func=_cmd_convert_hic)
+
+    crispr = kinds.add_parser("crispr", help="CRISPR enhancer screen (Fulco 2019 6a, ENCODE benchmark) -> hg19 element table")
+    crispr.add_argument("src", type=Path, help="Fulco et al. 2019 Supplementary Table 6a (.xlsx or TSV), or the ENCODE table")
+    crispr.add_argument("out", type=Path, help="element table (e.g. elements.tsv in the dataset folder)")
+    crispr.add_argument("--source", choices=["fulco", "encode"], required=True)
+    crispr.add_argument("--gtf", type=Path, default=None, help="GENCODE GTF mapping gene symbols to Ensembl ids (fulco)")
+    crispr.add_argument("--chain", type=Path, default=None, help="hg38ToHg19.over.chain.gz (encode: GRCh38 -> hg19)")
+    crispr.add_argument("--cell", default=None, help="keep this cell type only (encode: CellType, e.g. K562)")
+    crispr.set_defaults(func=_cmd_convert_crispr)
 
     expression = kinds.add_parser("expression", help="RPKM matrix (57epigenomes.RPKM.pc) -> expression.tsv")
     expression.add_argument("src", type=Path)
