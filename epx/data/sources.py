@@ -61,8 +61,30 @@ def _load_genome(dm, cell: str, chroms: Iterable[str]):
     return GenomeSequence(dm.genome_cache().load(list(chroms)))
 
 
+def _window_store(dm, cell: str):
+    from epx.data.prepare.windows import WindowStore
+
+    return WindowStore(dm.spec, cell, dm.cache_dir, dm.chrom_sizes(cell), resolutions=dm.inputs.resolutions)
+
+
+def _window_regions(dm, cell: str):
+    # the builder that reads `windows` says which regions its genes need (promoters and pCREs)
+    genes = dm.account_inputs()[cell].genes.iloc[dm._used_rows(cell)]
+    return dm.inputs.regions(genes, dm.contacts[cell], where=dm.spec.interactions_path(cell))
+
+
+def _prepare_windows(dm, cell: str) -> None:
+    _window_store(dm, cell).ensure(dm.marks, _window_regions(dm, cell))
+
+
+def _load_windows(dm, cell: str, chroms: Iterable[str]):
+    return _window_store(dm, cell).load(dm.marks, _window_regions(dm, cell))
+
+
 SOURCES: dict[str, Source] = {
     "tracks": Source("the cell's histone marks, binned genome-wide (the HDF5 cell cache)", _load_tracks, _prepare_tracks),
     "contacts": Source("the cell's interactions past the dataset's threshold (BEDPE)", _load_contacts),
+    "windows": Source("the cell's marks binned from exact bases over the builder's regions (the per-region window store)",
+                       _load_windows, _prepare_windows),
     "genome": Source("the reference sequence as base codes (genome.fa, the genome cache)", _load_genome, _prepare_genome, _check_genome),
 }

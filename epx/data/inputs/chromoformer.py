@@ -32,6 +32,7 @@ get identical inputs). ``ChromoformerDataset.__getitems__`` returns exactly thos
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ from epx.data.inputs.context import DataContext, target_array
 from epx.data.inputs.protocol import GeneIntervals, Layout, oriented_window_layout, tss_intervals, whole_dataset
 from epx.data.inputs.pcres import PcreSlots, _ragged_arange, select_pcres
 from epx.data.tracks import SignalTracks, log_signal
+from epx.errors import InputError
 
 
 def windowed_batch(tracks: SignalTracks, chrom, tss, strand, slots: PcreSlots, *, window_bp: int,
@@ -294,7 +296,25 @@ class ChromoformerDataset(Dataset):
         return self.__getitems__([index])
 
 
+# model.inputs.layout -> the builder class: epx's 100 bp grid, or the published dataset's exact bins
+LAYOUTS = {"epx": "epx.data.inputs.chromoformer:ChromoformerInputs",
+           "published": "epx.data.inputs.chromoformer_published:PublishedChromoformerInputs"}
+
+
 class ChromoformerInputs:
+    layout = "epx"
+    default_tolerance_bp = 1000  # tolerance_bp=None: an anchor within TSS ± 1 kb, either BEDPE orientation
+
+    def __new__(cls, *args, layout: str = "epx", **kwargs):
+        """``ChromoformerInputs(layout=...)`` builds the layout's class (``LAYOUTS``)."""
+        if layout not in LAYOUTS:
+            raise InputError(f"model.inputs.layout={layout!r} is not a Chromoformer input layout; choose one of {', '.join(LAYOUTS)}")
+        built = cls
+        if cls is ChromoformerInputs and layout != cls.layout:
+            module, name = LAYOUTS[layout].split(":")
+            built = getattr(importlib.import_module(module), name)
+        return object.__new__(built)
+
     def __init__(
         self,
         *,
@@ -302,8 +322,10 @@ class ChromoformerInputs:
         resolutions: Sequence[int] = (2000, 500, 100),
         i_max: int = 8,
         w_max: int = 40_000,
-        tolerance_bp: int = 1000,
+        tolerance_bp: int | None = None,
+        layout: str = "epx",  # chosen by __new__: the instance's class says it (``self.layout``)
     ):
+        tolerance_bp = self.default_tolerance_bp if tolerance_bp is None else tolerance_bp
         self.window_bp, self.resolutions = int(window_bp), tuple(int(r) for r in resolutions)
         self.i_max, self.w_max, self.tolerance_bp = int(i_max), int(w_max), int(tolerance_bp)
         self.reach_bp = self.window_bp // 2  # the promoter window's reach from the TSS
