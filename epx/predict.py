@@ -33,6 +33,7 @@ from pathlib import Path
 
 from epx.errors import InputError
 from epx.evaluate import evaluate, evaluation_trainer, write_folds
+from epx.io.fingerprint import changed_files
 from epx.job import Job
 from epx.record import FILE_NAME, JobRecord
 from epx.selection import mark_label
@@ -67,7 +68,12 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
         dm.setup()
         trained_on = provenance["dataset"]
         trained_dtype = trained_on.get("cache_dtype", "float32")  # checkpoints before issue 14: float32
-        if str(dm.spec.root) == trained_on["root"] and dm.fingerprint_as(trained_dtype) != trained_on["fingerprint"]:
+        changed = changed_files(trained_on.get("inputs") or {}, dm.input_fingerprints())
+        if changed:  # same names, other bytes (content hashes, epx.io.fingerprint)
+            record.extra["inputs_changed"] = changed
+            log.warning("%s: %d input(s) changed since the model was trained (other content under the same name): %s",
+                        dm.spec.root, len(changed), ", ".join(changed))
+        elif "inputs" not in trained_on and str(dm.spec.root) == trained_on["root"] and dm.fingerprint_as(trained_dtype) != trained_on["fingerprint"]:
             log.warning("%s: the dataset's inputs changed since the model was trained (cache %s, trained on %s)", dm.spec.root, dm.fingerprint, trained_on["fingerprint"])
         if trained_dtype != dm.cache_dtype:
             log.info("trained on a %s cache, scored on a %s cache (data.cache_dtype): inputs agree to the storage precision", trained_dtype, dm.cache_dtype)

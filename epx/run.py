@@ -106,7 +106,10 @@ def provenance(cfg: DictConfig, dm: EpxDataModule) -> dict:
         "marks": list(dm.marks),
         "cell": dm.cell,
         "fold": dm.fold,
-        "dataset": {"name": cfg.dataset.name, "root": str(dm.spec.root), "fingerprint": dm.fingerprint, "cache_dtype": dm.cache_dtype},
+        "dataset": {
+            "name": cfg.dataset.name, "root": str(dm.spec.root), "fingerprint": dm.fingerprint, "cache_dtype": dm.cache_dtype,
+            "inputs": dm.input_fingerprints(),  # content hashes: epx predict names the inputs that changed since
+        },
         "epx_version": epx.__version__,
     }
 

@@ -34,6 +34,7 @@ meaningful only when both cells' signals are comparably normalised (README).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from epx.data.prepare.genes import DEFAULT_EXCLUDE, GeneAccount, account_genes, 
 from epx.data.prepare.interactions import ContactFilter, InteractionAccount
 from epx.data.sources import SOURCES
 from epx.io.bedpe import empty_interactions
+from epx.io.fingerprint import fingerprint as content_fingerprint
 from epx.selection import check_cell, parse_marks
 
 SPLITS = ("train", "val", "test")
@@ -140,6 +142,25 @@ class EpxDataModule(L.LightningDataModule):
         trained on another ``data.cache_dtype`` recorded, if the inputs are unchanged."""
         cache = self.cell_cache(self.cell)
         return cache_fingerprint(self.spec, cache.chrom_sizes, self.bin_bp, dtype)
+
+    def input_files(self) -> dict[str, Path]:
+        """Every file this job reads, by its name relative to the dataset root."""
+        spec = self.spec
+        paths = [spec.path("tss"), spec.path("expression"), spec.path("chrom_sizes")]
+        for cell in self.cells:
+            if {"tracks", "windows"} & set(self.sources):
+                paths += [spec.signal_path(cell, mark) for mark in self.marks]
+            if "contacts" in self.sources:
+                paths.append(spec.interactions_path(cell))
+            paths.append(spec.path("cage", cell=cell))
+        if "genome" in self.sources:
+            paths.append(spec.path("genome"))
+        return {os.path.relpath(path, spec.root): path for path in paths if path.is_file()}
+
+    def input_fingerprints(self) -> dict[str, dict]:
+        """``{name: content fingerprint}`` of ``input_files()`` (``epx.io.fingerprint``): what a
+        checkpoint's provenance records, so ``epx predict`` can name the inputs that changed."""
+        return {name: content_fingerprint(path) for name, path in self.input_files().items()}
 
     def check_cells(self) -> None:
         """Folders without a fixed cell list: a cell must be a column of the expression table."""

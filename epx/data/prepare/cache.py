@@ -36,8 +36,11 @@ Invariants:
 - the directory fingerprint covers the dataset root, chromosome sizes, bin size, dtype and
   the cache format, so caches of different precision sit side by side; the file records its
   dtype too, and a file of another dtype is rebuilt, never read; each mark inside records its
-  source bigWig's (path, size, mtime), so a changed input rebuilds that mark and an unchanged
-  one never does;
+  source bigWig's content fingerprint (``epx.io.fingerprint``: size and XXH3-128 of every
+  byte, with path and mtime for the reader), so a changed input rebuilds that mark — even a
+  same-size in-place edit that restores the mtime — and an unchanged one never does (a
+  ``touch`` no longer rebuilds); a bigWig replaced or rewritten while the build reads it is
+  one ``InputError`` naming it, never recorded with one file's hash over the other's data;
 - writes are atomic (``epx.io.atomic.atomic_path``: a hidden temp file in the same
   directory, renamed into place) and the file is marked complete last: a truncated, foreign
   or half-written file is rebuilt (with a warning), never read; temp files of a killed build
@@ -75,6 +78,8 @@ from epx.errors import InputError
 from epx.ids import check_id
 from epx.io.atomic import atomic_path, stale_temps, write_text
 from epx.io.bigwig import read_binned
+from epx.io.fingerprint import fingerprint as content_fingerprint
+from epx.io.fingerprint import reading, same_content
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +134,8 @@ def half_problem(binned: dict[str, np.ndarray], dtype: str, bin_bp: int) -> str 
 
 
 def source_signature(path: Path) -> dict:
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """What a cached mark records of its bigWig: its path and content fingerprint."""
+    return {"path": str(path.resolve()), **content_fingerprint(path)}
 
 
 def fingerprint(spec: DatasetSpec, chrom_sizes: dict[str, int], bin_bp: int, dtype: str) -> str:
@@ -194,7 +199,7 @@ class CellCache:
         valid = {}
         for mark, sig in recorded.items():
             src = self.spec.signal_path(self.cell, mark)
-            if src.exists() and source_signature(src) == sig:
+            if same_content(sig, src):  # the bytes, not path + size + mtime
                 valid[mark] = sig
         return valid
 
@@ -257,7 +262,8 @@ class CellCache:
                     if not src.exists():
                         raise InputError(f"missing bigWig for cell {self.cell}, mark {mark}: {src}")
                     log.info("caching %s %s from %s", self.cell, mark, src)
-                    binned = read_binned(src, self.chrom_sizes, bin_bp=self.bin_bp)
+                    with reading(src) as signature:  # refused if the file changes while it is read
+                        binned = read_binned(src, self.chrom_sizes, bin_bp=self.bin_bp)
                     problem = half_problem(binned, self.dtype, self.bin_bp)
                     if problem is not None:
                         message = f"cannot cache cell {self.cell}, mark {mark} in {self.dtype}: {src}: {problem}"
@@ -266,7 +272,7 @@ class CellCache:
                         log.warning("%s; left out of %s (a job that needs it gets this error)", message, self.path)
                         continue
                     group = out.create_group(mark)
-                    group.attrs["source"] = json.dumps(source_signature(src))
+                    group.attrs["source"] = json.dumps({"path": str(src.resolve()), **signature})
                     for chrom, values in binned.items():
                         data = group.create_dataset(
                             chrom,
