@@ -17,11 +17,15 @@ an option the file does not have), so a caller may give only what it changes. Th
 - ``attention``: Chromoformer's promoter→pCRE attention or GraphReg's GAT edge weights;
 - ``perturb``: in-silico scaling of marks over regions, per gene, and the mean curve per
   gene class (expressed / not; distal-driven / other where the dataset has ``truth.tsv``);
-- ``validation``: enhancer–gene AUPRC against an element table (``epx.explain.validation``).
+- ``validation``: enhancer–gene AUPRC against an element table (``epx.explain.validation``);
+- sequence models (one-hot DNA): ``knockout`` (a TF's motif hits set to N, per-gene log2
+  fold change, ranked per TF: ``epx.explain.knockout``), ``ism`` (saturation mutagenesis:
+  ``epx.explain.ism``) and ``variants`` (SNVs of a VCF, ``epx explain JOB variants FILE.vcf.gz``:
+  ``epx.explain.variants``).
 
 ``explain_sweep(sweep_dir, analyses, *, average=True)`` runs them on every finished job of a
 sweep and, with ``average``, writes the mean over the fold models of each (model, cell, mark)
-into ``SWEEP/explain/`` (attribution profiles and perturbation curves). ``check_analyses(dm,
+into ``SWEEP/explain/`` (attribution profiles, perturbation curves, knockout, ISM and variant effects). ``check_analyses(dm,
 model, analyses)`` is the before-training check a job runs when its config asks for analyses
 (``analysis=[perturb,attribution]``). ``main`` is ``epx explain PATH [NAME ...] [key=value ...]``.
 When the job logged to W&B, the tables and figures are logged to its run (resumed by id).
@@ -104,6 +108,18 @@ class Analysis:
     check: Callable[[Any, Mapping], None]
     run: Callable[[Any, Path, Mapping], list[Path]]
     doc: str
+    positional: str | None = None  # the option a bare argument after the name sets (variants FILE.vcf)
+
+
+def _lazy(module: str, name: str) -> Callable:
+    """``module.name``, imported on first call (the sequence analyses live in their modules)."""
+
+    def call(*args):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args)
+
+    return call
 
 
 def _no_check(job, options) -> None:
@@ -260,6 +276,12 @@ ANALYSES: dict[str, Analysis] = {
     "attention": Analysis(_check_attention, _run_attention, "Chromoformer pCRE attention / GraphReg GAT edge weights"),
     "perturb": Analysis(_check_perturb, _run_perturb, "in-silico scaling of a mark over promoter, flanks, pCREs or graph neighbours"),
     "validation": Analysis(_check_validation, _run_validation, "enhancer–gene AUPRC against an element table"),
+    "knockout": Analysis(_lazy("epx.explain.knockout", "check"), _lazy("epx.explain.knockout", "run"),
+                         "sequence models: a TF's motif hits set to N, each gene's log2 fold change, ranked per TF"),
+    "ism": Analysis(_lazy("epx.explain.ism", "check"), _lazy("epx.explain.ism", "run"),
+                    "sequence models: in-silico saturation mutagenesis around a site, heatmap and bigWig"),
+    "variants": Analysis(_lazy("epx.explain.variants", "check"), _lazy("epx.explain.variants", "run"),
+                         "sequence models: SNV effects from a VCF per gene (TSV + annotated VCF)", positional="vcf"),
 }
 
 
@@ -388,7 +410,10 @@ def explain_sweep(sweep_dir: str | Path, analyses: Mapping[str, Mapping], *, ave
     if not average:
         return {str(k): v for k, v in done.items()}
     tables = {"attribution": ("attribution_profile.tsv", ["input", "resolution_bp", "slot", "mark", "offset_bp", "group"], ["attribution", "abs_attribution"]),
-              "perturb": ("perturb_curves.tsv", ["mark", "region", "gene_class", "factor"], ["mean_delta"])}
+              "perturb": ("perturb_curves.tsv", ["mark", "region", "gene_class", "factor"], ["mean_delta"]),
+              "knockout": ("knockout.tsv", ["motif", "gene_id"], ["delta", "log2_fold_change"]),
+              "ism": ("ism.tsv", ["gene_id", "chrom", "position", "ref", "alt"], ["delta"]),
+              "variants": ("variants.tsv", ["variant_id", "chrom", "pos", "ref", "alt", "gene_id"], ["delta", "log2_fold_change"])}
     written: dict[str, list[Path]] = {}
     for name, (file, keys, values) in tables.items():
         if name not in analyses:
@@ -420,7 +445,10 @@ def parse_request(items: Sequence[str]) -> dict[str, dict]:
 
     names, overrides = [], []
     for item in items:
-        if "=" not in item:
+        takes = ANALYSES[names[-1]].positional if names and names[-1] in ANALYSES else None
+        if takes and item not in ANALYSES and "=" not in item:  # epx explain JOB variants FILE.vcf.gz
+            overrides.append(f"analysis.{names[-1]}.{takes}='{item}'")
+        elif "=" not in item:
             names += [n for n in item.split(",") if n]
         elif item.startswith("analysis="):
             names += [n for n in item.split("=", 1)[1].strip("[]").split(",") if n]

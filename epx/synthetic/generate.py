@@ -10,7 +10,8 @@ Contract:
   ``synthetic.json`` (format version + parameters), and, for the built-in layout, the DNA
   (``SEQUENCE_FILES``: ``genome.fa`` + ``.fai``, ``motifs.meme``, ``motif_sites.tsv``;
   ``epx.synthetic.sequence``: motif sites cause the promoter and enhancer activity the tracks
-  show). Deterministic for a seed. Each contract
+  show; and ``variants.vcf``, SNVs that break driver sites, decoys and wrong REFs:
+  ``epx.synthetic.variants``, added alone to a folder that lacks it: ``write_variant_file``). Deterministic for a seed. Each contract
   file is written by its format's writer in ``epx.io`` (the same code the converters and
   readers use). Atomic as a whole folder: it is built in a hidden sibling folder, which is
   then swapped into place (``_move_into_place``), so ``out_dir`` is either the old folder or
@@ -89,6 +90,7 @@ from epx.io.motifs import write_meme, write_motif_sites
 from epx.io.tss import write_tss
 from epx.synthetic.biology import Genome, build_genome, element_pairs, render_cell_chrom
 from epx.synthetic.sequence import BACKGROUND, SyntheticSequence, plan_sequence
+from epx.synthetic.variants import write_variants
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,10 @@ GENOMES: tuple[str, ...] = ("hg19",)
 GENOME_DEFAULTS: dict[str, Any] = {"genome": None, "n_genes": 19_000, "scale": 1.0}
 ELEMENTS_FILE = "elements.tsv"
 # The sequence files (epx.synthetic.sequence), FASTA last: its presence marks them complete.
-SEQUENCE_FILES = ("motifs.meme", "motif_sites.tsv", "genome.fa", "genome.fa.fai")
+# variants.vcf (epx.synthetic.variants) is added to a folder written before it existed on its own.
+DNA_FILES = ("motifs.meme", "motif_sites.tsv", "genome.fa", "genome.fa.fai")
+VARIANTS_FILE = "variants.vcf"
+SEQUENCE_FILES = ("motifs.meme", "motif_sites.tsv", VARIANTS_FILE, "genome.fa", "genome.fa.fai")
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -269,6 +274,7 @@ def _write_sequence(out: Path, full: Genome, seed: int) -> None:
     plan = plan_sequence(full, seed)
     write_meme(out / "motifs.meme", plan.motifs, background=BACKGROUND)
     write_motif_sites(out / "motif_sites.tsv", plan.sites)
+    write_variants(out / VARIANTS_FILE, plan, full)
     write_fasta(out / "genome.fa", SyntheticSequence(plan))
     log.info(
         "synthetic sequence: %.0f Mb, %d motifs, %d planted sites, %.1f s",
@@ -436,6 +442,13 @@ def write_sequence(root: str | os.PathLike) -> Path:
     return root / "genome.fa"
 
 
+def write_variant_file(root: str | os.PathLike) -> Path:
+    """Add (or rewrite) ``variants.vcf`` in the synthetic folder ``root`` (nothing else changes)."""
+    root = Path(root).expanduser().absolute()
+    full, _ = _rebuilt_genome(root)
+    return write_variants(root / VARIANTS_FILE, plan_sequence(full, read_manifest(root)["params"]["seed"]), full)
+
+
 def _rebuilt_genome(root: Path) -> tuple[Genome, Genome]:
     """The folder's genome (un-narrowed, narrowed) rebuilt from its ``synthetic.json``, checked
     against its ``tss.bed``, ``expression.tsv`` and ``truth.tsv`` byte for byte."""
@@ -520,7 +533,8 @@ def ensure_synthetic(root: str | os.PathLike, *, sequence: bool | None = None, *
     if _matches(root, resolved):
         _add_missing(root, (ELEMENTS_FILE,), write_elements, "enhancer validation needs it")
         if _wants_sequence(resolved, sequence):
-            _add_missing(root, SEQUENCE_FILES, write_sequence, "sequence models need it")
+            _add_missing(root, DNA_FILES, write_sequence, "sequence models need it")
+            _add_missing(root, (VARIANTS_FILE,), write_variant_file, "variant-effect checks need it")
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(_lock_path(root)):
