@@ -4,7 +4,8 @@ Contract
 --------
 - ``compose(overrides) -> DictConfig``: the job config of ``conf/config.yaml`` for an override
   list, without running Hydra's app (the ``epx`` commands, tests, benchmarks). ``CONF_DIR``
-  is the registry it composes.
+  is the registry it composes (and the Hydra app's ``config_path``): the repository's
+  ``conf/`` in a checkout, the wheel's packaged copy otherwise (``conf_dir()``).
 - ``register_resolvers()`` (run on import) registers every resolver the YAML files use:
   ``${n_marks:MARK}`` and ``${div:A,B}`` (``epx.selection``), ``${epx.cpus_per_job:N}`` and
   ``${epx.launcher_threads:LAUNCHER}`` (``epx.threads``), ``${epx.if_named:NAME,A,B}`` and
@@ -48,7 +49,20 @@ from omegaconf import DictConfig, OmegaConf
 from epx.selection import n_marks
 from epx.threads import cpus_per_job, launcher_threads
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def conf_dir() -> Path:
+    """The config registry: the repository's top-level ``conf/`` when epx runs from a checkout
+    (an editable install too, so an edited YAML file counts at once), else the copy the wheel
+    carries as package data (``epx/conf``, mapped from ``conf/`` by ``setup.py``)."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent
+    if (checkout / "conf" / "config.yaml").is_file() and (checkout / "pyproject.toml").is_file():
+        return checkout / "conf"
+    return package / "conf"
+
+
+CONF_DIR = conf_dir()
 
 
 def compose(overrides: Sequence[str]) -> DictConfig:

@@ -32,13 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from epx.errors import InputError
-from epx.evaluate import evaluate, evaluation_trainer, write_folds
 from epx.io.fingerprint import changed_files
-from epx.job import Job
 from epx.record import FILE_NAME, JobRecord
 from epx.selection import mark_label
-from epx.train.module import EpxModule
-from epx.trained import open_job
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +45,12 @@ def default_out(job_dir: Path, overrides: Sequence[str]) -> Path:
 
 
 def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None) -> JobRecord:
+    # torch and Lightning load here, not on import: `epx predict --help` answers at once
+    from epx.evaluate import evaluate, evaluation_trainer, write_folds
+    from epx.job import Job
+    from epx.train.module import EpxModule
+    from epx.trained import open_job
+
     job_dir = Path(job_dir)
     overrides = list(overrides)
     src = open_job(job_dir, overrides)
@@ -100,7 +102,7 @@ def job_dirs(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epx predict",
         description="Score trained jobs on another cell, fold or dataset without retraining.",
@@ -108,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", help="job dirs and/or sweep dirs, then key=value overrides (cell=, fold=, dataset=, dataset.root=, test_cell=)")
     parser.add_argument("--out", type=Path, help="output dir (one job) or parent of one dir per job (several)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     overrides = [a for a in args.paths if "=" in a]
     try:
         jobs = job_dirs([a for a in args.paths if "=" not in a])

@@ -52,6 +52,12 @@ model's own per-bin diagnostics (GraphReg's ``bin_*_{subset}``, e.g. a window wi
 expressed bin that has a contact) are null with their reason and leave the job ``ok``. Never 0
 or 1 in its place: every reader (summary, plots, W&B) treats it as missing.
 
+Smoke runs (issue 24): ``smoke`` is True for a job trained with a smoke trainer
+(``is_smoke(trainer_cfg)``: ``fast_dev_run``, e.g. ``trainer=debug``: one batch per stage, a
+test of the plumbing whose metrics mean nothing). Such a record keeps its status (``ok``: the
+job ran to the end) but ``epx status`` shows it as ``smoke``, and summaries, heatmaps and
+reports leave it out unless asked (``epx summarize --include-smoke``).
+
 ``record.ended_without_finishing(written_at)`` tells a killed job from a live one: True when
 the record says ``running``, names this machine as its host, and its ``pid`` is no longer a
 live process — gone, a zombie, or (Linux, from ``/proc``) a process that started after the
@@ -124,6 +130,7 @@ class JobRecord:
     interactions: dict[str, Any] = field(default_factory=dict)
     config_digest: str | None = None
     reused: bool = False
+    smoke: bool = False
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -198,6 +205,12 @@ class JobRecord:
             return cls.from_dict(data)
         except (TypeError, ValueError) as err:  # e.g. a schema_version that is not a number
             raise RecordError(f"{target}: unreadable job record ({type(err).__name__}: {err})") from err
+
+
+def is_smoke(trainer_cfg: Any) -> bool:
+    """A trainer config that runs a smoke test (``fast_dev_run``: a few batches, no real training)."""
+    get = getattr(trainer_cfg, "get", None)
+    return bool(get("fast_dev_run", False)) if get else False
 
 
 def _process_alive(pid: int, written_at: float | None) -> bool:

@@ -77,7 +77,8 @@ from epx.analysis.grid import (
     sweep_arguments,
     write_grid,
 )
-from epx.analysis.summary import log_summary_if_jobs_did, summarize, summarize_quietly
+from epx.analysis.collect import collect_rows
+from epx.analysis.summary import log_summary_if_jobs_did, summarize, summarize_quietly, summary_table
 from epx.config import is_named
 from epx.errors import InputError
 from epx.record import FILE_NAME as RECORD_NAME
@@ -226,6 +227,16 @@ def _job_reused(config: DictConfig) -> bool:
 _SIGNALS = contextlib.ExitStack()
 
 
+def _print_table(sweep_dir: Any) -> None:
+    """The grid's summary table (``epx.analysis.summary.summary_table``) as a multirun ends."""
+    try:
+        text = summary_table(collect_rows(sweep_dir))
+    except Exception as exc:  # noqa: BLE001 — the summary files are written; the table is extra
+        log.warning("summary table of %s not shown: %s: %s", sweep_dir, type(exc).__name__, exc)
+        return
+    log.info("grid summary (%s):\n%s", sweep_dir, text.rstrip("\n"))
+
+
 class SummaryCallback(Callback):
     """Records the grid at the start; writes the summary after each job (``every_job``) and at the end."""
 
@@ -266,7 +277,8 @@ class SummaryCallback(Callback):
         """At exit, when the multirun did not reach its end (a signal, a failed job): the summary
         as the sweep dir stands, interrupted and unrun jobs included."""
         if not self._ended:
-            summarize_quietly(sweep_dir)
+            if summarize_quietly(sweep_dir) is not None:
+                _print_table(sweep_dir)
 
     def _record_grid(self, config: DictConfig) -> None:
         try:
@@ -314,5 +326,6 @@ class SummaryCallback(Callback):
         self._ended = True
         _SIGNALS.close()
         csv_path, png_path = summarize(config.hydra.sweep.dir)
+        _print_table(config.hydra.sweep.dir)
         log.info("grid summary: %s, %s", csv_path, png_path)
         log_summary_if_jobs_did(config.hydra.sweep.dir, png_path)  # one W&B run for the whole grid

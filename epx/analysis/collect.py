@@ -173,6 +173,8 @@ def _fields_from_record(record: JobRecord) -> dict[str, Any]:
         wandb_id=_dict(record.wandb).get("id"),
         error=_one_line(record.error),
     )
+    if record.smoke:  # a debug/fast_dev_run job: its metrics mean nothing (epx.record, smoke runs)
+        fields["smoke"] = True
     undefined = _dict(record.undefined_metrics)
     if undefined:
         fields["undefined"] = _one_line("; ".join(f"{name}: {why}" for name, why in undefined.items()))
@@ -243,8 +245,10 @@ def _natural_key(name: str) -> tuple[int, int | str]:
     return (0, int(name)) if name.isdigit() else (1, name)
 
 
-def collect_rows(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of ``summary.csv`` (dicts keyed by column), expected grid first in job order."""
+def collect_rows(sweep_dir: str | os.PathLike, *, include_smoke: bool = False) -> list[dict[str, Any]]:
+    """Rows of ``summary.csv`` (dicts keyed by column), expected grid first in job order.
+    Smoke runs (``record.smoke``: trainer=debug and the like) are left out unless
+    ``include_smoke``: their metrics are no result (``epx status`` lists them)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(
@@ -282,7 +286,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
         for index, overrides in enumerate(grid)
     ]
     rows += [_row(job_dir.name, job_dir, overrides, base_identity) for job_dir, overrides in extra]
-    return rows
+    return rows if include_smoke else [row for row in rows if not row.get("smoke")]
 
 
 # ---------------------------------------------------------------- summary.csv

@@ -692,7 +692,7 @@ def diff_text(argument_a: str, argument_b: str, *, markdown: bool = False, with_
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epx diff",
         description="The resolved-config difference between two job dirs, two sweep dirs or two "
@@ -702,7 +702,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("b", help="job dir, sweep dir, or a space-separated override list")
     parser.add_argument("--markdown", action="store_true", help="a table key | A | B for a review comment")
     parser.add_argument("--with-paths", action="store_true", help="compare machine paths too (paths.*, dataset.root, …)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         text = diff_text(args.a, args.b, markdown=args.markdown, with_paths=args.with_paths)
     except DiffError as err:

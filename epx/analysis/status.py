@@ -6,7 +6,8 @@ Contract
 (expected grid ∪ job dirs, grid order), each with ``state`` added: the row's ``status``
 (``ok``, ``degenerate``, ``running``, ``interrupted``, ``killed``, ``failed``, ``unreadable``,
 ``missing``; collect's own semantics, unchanged) except that an ``ok`` job whose record says ``reused: true`` (the
-latest launch found it finished with the same config and skipped it) is ``reused``.
+latest launch found it finished with the same config and skipped it) is ``reused``, and a
+finished smoke run (``record.smoke``: trainer=debug) is ``smoke`` (summaries leave it out).
 
 ``eta(rows, parallel) -> Eta``: ``remaining`` = jobs not ``ok``/``reused``/``degenerate``
 (a degenerate job finished: its data leave a metric undefined, a rerun gives the same; running,
@@ -36,10 +37,10 @@ from epx.analysis.collect import collect_rows
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
 
-STATES = ("ok", "reused", "degenerate", "running", "interrupted", "killed", "failed", "unreadable", "missing")
+STATES = ("ok", "reused", "degenerate", "smoke", "running", "interrupted", "killed", "failed", "unreadable", "missing")
 # counted on the summary line even at 0; the rarer states only when a job is in them
 ALWAYS_COUNTED = ("ok", "reused", "running", "killed", "failed", "unreadable", "missing")
-DONE = ("ok", "reused", "degenerate")
+DONE = ("ok", "reused", "degenerate", "smoke")
 _ERROR_CHARS = 80
 
 
@@ -55,10 +56,12 @@ def _reused(job_dir: Path) -> bool:
 def job_states(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """collect_rows of the sweep, each with ``state`` (module doc)."""
     sweep_dir = Path(sweep_dir)
-    rows = collect_rows(sweep_dir)
+    rows = collect_rows(sweep_dir, include_smoke=True)
     for row in rows:
         status = str(row.get("status"))
         row["state"] = "reused" if status == "ok" and _reused(sweep_dir / str(row["job"])) else status
+        if row.get("smoke") and status in ("ok", "degenerate"):
+            row["state"] = "smoke"  # finished, but a debug run: no result (left out of summaries)
     return rows
 
 
@@ -165,7 +168,7 @@ def status_text(sweep_dir: str | Path, *, parallel: int = 1, only: Sequence[str]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epx status",
         description="Jobs of a sweep dir by state (ok, reused, running, killed, failed, unreadable, missing) "
@@ -174,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="the sweep dir of a grid (hydra.sweep.dir)")
     parser.add_argument("--parallel", type=int, default=1, metavar="N", help="jobs that run at once (default 1), for the ETA")
     parser.add_argument("--only", default=None, metavar="STATE[,STATE]", help="list only jobs in these states, e.g. failed,killed,missing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.parallel < 1:
         print(f"epx status: error: --parallel must be at least 1, got {args.parallel}", file=sys.stderr)
         return 2

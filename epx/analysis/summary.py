@@ -20,7 +20,9 @@ schema version) and writes, both replaced atomically:
 
 Raises ``FileNotFoundError``/``ValueError`` only when ``sweep_dir`` is not a sweep dir; a
 broken job dir never stops it. ``summarize_quietly`` never raises (for end-of-job hooks).
-``main`` is ``epx summarize SWEEP_DIR [--wandb | --no-wandb]``. Importing this module loads no
+``summary_table(rows)`` is the grid as console text (job × primary metric, the failed and
+missing jobs named), printed by ``epx summarize`` and at the end of a multirun.
+``main`` is ``epx summarize SWEEP_DIR [--wandb | --no-wandb] [--include-smoke]``. Importing this module loads no
 Hydra module (nor W&B).
 
 The summary as a W&B run
@@ -65,7 +67,6 @@ from pathlib import Path
 from typing import Any
 
 from epx.analysis.collect import collect_rows, summary_columns, write_csv
-from epx.analysis.plot import write_png
 from epx.record import FILE_NAME as RECORD_NAME
 from epx.record import JobRecord, RecordError
 
@@ -87,9 +88,35 @@ def summarize(sweep_dir: str | os.PathLike) -> tuple[Path, Path]:
 def write_summary(sweep_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
     """``rows`` (``collect_rows``) as ``<SWEEP>/summary.csv`` and ``<SWEEP>/summary.png``."""
     csv_path, png_path = Path(sweep_dir) / CSV_NAME, Path(sweep_dir) / PNG_NAME
+    from epx.analysis.plot import write_png  # matplotlib: only when a figure is drawn (fast --help)
+
     write_csv(rows, csv_path)
     write_png(rows, png_path)
     return csv_path, png_path
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """The grid at a glance, for the console: one line per job (job, model, cell, mark, fold,
+    status, its primary test metric), then the failed, killed, missing... jobs named with why."""
+    header = ("job", "model", "cell", "mark", "fold", "status", "primary")
+    lines = []
+    for row in rows:
+        metric = row.get("primary_metric")
+        value = row.get(f"test_{metric}") if metric else None
+        shown = f"{metric} {value:.4f}" if isinstance(value, float) and math.isfinite(value) else (f"{metric} n/a" if metric else "")
+        lines.append(tuple("" if row.get(k) is None else str(row.get(k)) for k in header[:-1]) + (shown,))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    text += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    bad = [row for row in rows if row.get("status") not in ("ok", "degenerate")]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
+    text.append(f"{len(rows)} jobs: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    for row in bad:
+        why = f": {row['error']}" if row.get("error") else ""
+        text.append(f"  {row.get('status')} job {row.get('job')} ({row.get('overrides') or 'no overrides'}){why}")
+    return "\n".join(text) + "\n"
 
 
 def summarize_quietly(sweep_dir: str | os.PathLike) -> tuple[Path, Path] | None:
@@ -288,9 +315,7 @@ def log_summary_if_jobs_did(sweep_dir: str | os.PathLike, png_path: str | os.Pat
         return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``epx summarize SWEEP_DIR [--wandb|--no-wandb]``: rebuild summary.csv and summary.png,
-    print their paths, and log them as one W&B run when logging is on (module doc)."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epx summarize",
         description="Rebuild summary.csv and summary.png for a Hydra multirun sweep dir "
@@ -300,14 +325,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="the hydra.sweep.dir of a multirun")
     parser.add_argument(
         "--wandb", action=argparse.BooleanOptionalAction, default=None,
-        help="log the summary to W&B (default: when the sweep's jobs did; never with WANDB_MODE=disabled)",
+        help="log to W&B (default: when the jobs did; never with WANDB_MODE=disabled)",
     )  # fmt: skip
+    parser.add_argument("--include-smoke", action="store_true", help="keep smoke runs (trainer=debug) in the table and heatmap")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``epx summarize SWEEP_DIR [--wandb|--no-wandb] [--include-smoke]``: rebuild summary.csv and
+    summary.png, print the summary table and their paths, and log them as one W&B run when
+    logging is on (module doc)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        rows = collect_rows(args.sweep_dir)
+        rows = collect_rows(args.sweep_dir, include_smoke=args.include_smoke)
         paths = write_summary(args.sweep_dir, rows)
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    sys.stdout.write(summary_table(rows))
     for path in paths:
         print(path)
     disabled = os.environ.get("WANDB_MODE", "").lower() == "disabled"

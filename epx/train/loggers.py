@@ -99,7 +99,7 @@ def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="
     os.environ.setdefault("WANDB_SILENT", "true")
 
     def make(run_mode: str) -> WandbLogger:
-        return WandbLogger(
+        logger = WandbLogger(
             project=project,
             entity=entity,
             name=name,
@@ -113,6 +113,11 @@ def wandb_logger(*, save_dir, name, group, job_type, tags, run_config, project="
             reinit="finish_previous",
             **({"id": run_id, "resume": "allow"} if run_id else {}),
         )
+        # Lightning always passes anonymous=None to wandb.init, which wandb >= 0.19 answers
+        # with "The anonymous setting has no effect" on every job: epx never sets it, so drop it.
+        if getattr(logger, "_wandb_init", {}).get("anonymous", "unset") is None:
+            logger._wandb_init.pop("anonymous")
+        return logger
 
     if mode != "online":
         return _with_summaries(make(mode))
