@@ -466,7 +466,7 @@ def parse_request(items: Sequence[str]) -> dict[str, dict]:
     return {name: OmegaConf.to_container(cfg.analysis[name], resolve=True) for name in names}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epx explain",
         description="Interpretation of finished jobs: " + "; ".join(f"{k} ({a.doc})" for k, a in ANALYSES.items()),
@@ -475,15 +475,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("request", nargs="*", help="analyses to run, and NAME.key=value options (conf/analysis/NAME.yaml)")
     parser.add_argument("--out", help="output dir for one job (default JOB_DIR/explain)")
     parser.add_argument("--no-average", action="store_true", help="for a sweep: do not average over the fold models")
-    parser.add_argument("--no-wandb", action="store_true", help="do not log to the jobs' W&B runs")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser.add_argument(
+        "--wandb", action=argparse.BooleanOptionalAction, default=None,
+        help="log to W&B (default: when the jobs did; never with WANDB_MODE=disabled)",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         analyses = parse_request(args.request)
         path = Path(args.path)
         if not path.exists():
             raise InputError(f"{path}: no such job or sweep dir")
         if (path / "metrics.json").exists():
-            written = explain(path, analyses, out=args.out, log_wandb=False if args.no_wandb else None)
+            written = explain(path, analyses, out=args.out, log_wandb=args.wandb)
         else:
             written = explain_sweep(path, analyses, average=not args.no_average)
     except InputError as err:

@@ -562,8 +562,7 @@ def _add_missing(root: Path, names: Sequence[str], writer: Callable[[Path], Path
         log.warning("could not add %s to %s (%s); %s: run epx.synthetic.generate.%s", ", ".join(names), root, err, why, writer.__name__)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``epx synth OUT [--seed S] [--small | --genome hg19] [...]``: write a synthetic dataset folder."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epx synth",
         description="Write the built-in synthetic Roadmap-like dataset (bigWigs, tss.bed, expression.tsv, "
@@ -571,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "that genome's real chromosomes (a benchmark input: minutes and a few hundred MB per cell).",
     )
     parser.add_argument("out", type=Path, help="output folder (created; an earlier synthetic folder is replaced)")
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help=f"random seed of the whole dataset (default {DEFAULTS['seed']})")
     parser.add_argument("--small", action="store_true", help=f"quick version: {SMALL}")
     parser.add_argument("--genome", choices=GENOMES, help="full-size: real chromosome sizes (chr1-22, chrX) and --n-genes genes")
     parser.add_argument("--n-genes", type=int, help=f"with --genome: genes in total, by chromosome length (default {GENOME_DEFAULTS['n_genes']:,})")
@@ -586,6 +585,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sequence", action=argparse.BooleanOptionalAction, default=None,
         help="write genome.fa (+ .fai), motifs.meme and motif_sites.tsv (default: yes, except with --genome: 3 GB)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``epx synth OUT [--seed S] [--small | --genome hg19] [...]``: write a synthetic dataset folder."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.small and args.genome:
         parser.error("--small and --genome exclude each other (--small shrinks the default layout)")
