@@ -103,44 +103,70 @@ class MultiHeadAttention(nn.Module):
             bias = bias.masked_fill(~keep, float("-inf"))
         return bias.to(dtype)
 
-    def key_values_of_affine_context(
-        self, inputs: Tensor, weight: Tensor, offset: Tensor
-    ) -> Tensor:
-        """Keys and values of the context ``inputs @ weight.T + offset`` without building it.
+    def _attend_affine_context(self, query: Tensor, affine_context: tuple[Tensor, Tensor, Tensor],
+                               key_valid: Tensor | None) -> Tensor:
+        """Attention heads over the context ``inputs @ weight.T + offset``, never building it.
 
-        inputs: (N, K, F); weight: (d_model, F); offset: (K, d_model).
-        returns: (N, K, 2 * d_inner), to pass as ``context_key_values``.
-        Exact up to rounding, as the key/value projection is linear and bias-free; with
-        F << d_model (Chromoformer: 7 marks vs 128 features) it is many times cheaper."""
-        projection = self.key_value_proj.weight
-        return F.linear(inputs, projection @ weight) + F.linear(offset, projection)
+        The key/value projection is linear and bias-free, so a key is ``(W_k weight) x_j +
+        W_k offset_j``: logits are ``(q W_k weight) . x_j + q . (W_k offset_j)`` and the heads
+        ``(W_v weight)(sum_j a_j x_j) + sum_j a_j W_v offset_j``. With F << d_model marks per
+        key (Chromoformer: 7 vs 128) this does F + d per key and head instead of projecting
+        every key to 2 * d_inner features, and the offset part (positions) is computed once,
+        not per sequence. Exact up to rounding. returns: (N, Q, H * D) like SDPA's heads."""
+        inputs, weight, offset = affine_context  # (N, K, F), (d_model, F), (K, d_model)
+        n, q_len, _ = query.shape
+        keys, marks = inputs.shape[1], inputs.shape[2]
+        h, d = self.n_heads, self.head_dim
+        w_key, w_value = self.key_value_proj.weight.chunk(2, dim=0)  # (H * D, d_model) each
+        # shared over the batch: the marks' and the positions' projections, per head
+        key_marks = (w_key @ weight).view(h, d, marks)  # (H, D, F)
+        value_marks = (w_value @ weight).view(h, d, marks)
+        key_offset = F.linear(offset, w_key).view(keys, h, d).permute(1, 2, 0)  # (H, D, K)
+        value_offset = F.linear(offset, w_value).view(keys, h, d).transpose(0, 1)  # (H, K, D)
+        q = self.query_proj(query).view(n, q_len, h, d).permute(2, 0, 1, 3).reshape(h, n * q_len, d)
+        q = q * d**-0.5
+        logits = (q @ key_offset).view(h, n, q_len, keys).transpose(0, 1)  # (N, H, Q, K)
+        q_marks = (q @ key_marks).view(h, n, q_len, marks).transpose(0, 1)  # (N, H, Q, F)
+        logits = logits + (q_marks.reshape(n, h * q_len, marks) @ inputs.transpose(1, 2)).view(n, h, q_len, keys)
+        keep = self._attention_mask(key_valid, None, logits.dtype)
+        if keep is not None:
+            logits = logits.masked_fill(~keep, float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        weights = F.dropout(weights, self.dropout, self.training)  # where SDPA drops its weights
+        mixed = (weights.reshape(n, h * q_len, keys) @ inputs).view(n, h, q_len, marks)  # (N, H, Q, F)
+        heads = (mixed.transpose(0, 1).reshape(h, n * q_len, marks) @ value_marks.transpose(1, 2)
+                 + weights.transpose(0, 1).reshape(h, n * q_len, keys) @ value_offset)  # (H, N * Q, D)
+        return heads.view(h, n, q_len, d).permute(1, 2, 0, 3).reshape(n, q_len, h * d)
 
     def forward(
         self,
         query: Tensor,
         *,
         context: Tensor | None = None,
-        context_key_values: Tensor | None = None,
+        affine_context: tuple[Tensor, Tensor, Tensor] | None = None,
         key_valid: Tensor | None = None,
         pair_bias: Tensor | None = None,
     ) -> Tensor:
         """query: (N, Q, d_model); context: (N, K, d_model), default ``query``;
-        context_key_values: (N, K, 2 * d_inner), the context already projected (see
-        ``key_values_of_affine_context``), instead of ``context``;
+        affine_context: ``(inputs (N, K, F), weight (d_model, F), offset (K, d_model))``, a
+        context ``inputs @ weight.T + offset`` given by its parts instead of ``context``
+        (attended without building it; no ``pair_bias``);
         key_valid: (N, K) bool, True where the key is real; pair_bias: (N, Q, K) float,
         scaled per head by the learned gain and added to the logits.
         returns: (N, Q, d_model)."""
-        if context is not None and context_key_values is not None:
-            raise ValueError("pass either context or context_key_values to attention, not both")
-        if context_key_values is None:
-            context_key_values = self.key_value_proj(query if context is None else context)
-        q = self._split_heads(self.query_proj(query))
-        k, v = (self._split_heads(t) for t in context_key_values.chunk(2, dim=-1))
-        mask = self._attention_mask(key_valid, pair_bias, q.dtype)
-        heads = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        heads = heads.transpose(1, 2).flatten(2)
+        if affine_context is not None:
+            if context is not None or pair_bias is not None:
+                raise ValueError("affine_context replaces context and takes no pair_bias")
+            heads = self._attend_affine_context(query, affine_context, key_valid)
+        else:
+            q = self._split_heads(self.query_proj(query))
+            k, v = (self._split_heads(t)
+                    for t in self.key_value_proj(query if context is None else context).chunk(2, dim=-1))
+            mask = self._attention_mask(key_valid, pair_bias, q.dtype)
+            heads = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
+            heads = heads.transpose(1, 2).flatten(2)
         if self.gate_proj is not None:
             heads = heads * torch.sigmoid(self.gate_proj(query))
         return self.norm(query + self.out_dropout(self.out_proj(heads)))
@@ -191,13 +217,14 @@ class TransformerLayer(nn.Module):
         query: Tensor,
         *,
         context: Tensor | None = None,
-        context_key_values: Tensor | None = None,
+        affine_context: tuple[Tensor, Tensor, Tensor] | None = None,
         key_valid: Tensor | None = None,
         pair_bias: Tensor | None = None,
     ) -> Tensor:
         """query: (N, Q, d_model); context: (N, K, d_model) or None (self-attention);
-        context_key_values: (N, K, 2 * d_inner) projected context instead of ``context``;
-        key_valid: (N, K) bool; pair_bias: (N, Q, K). returns: (N, Q, d_model)."""
-        x = self.attention(query, context=context, context_key_values=context_key_values,
+        affine_context: the context as ``(inputs, weight, offset)`` instead (see
+        ``MultiHeadAttention``); key_valid: (N, K) bool; pair_bias: (N, Q, K).
+        returns: (N, Q, d_model)."""
+        x = self.attention(query, context=context, affine_context=affine_context,
                            key_valid=key_valid, pair_bias=pair_bias)
         return self.feed_forward(x)

@@ -46,8 +46,10 @@ Where we differ from the published code (github.com/dohlee/chromoformer):
   last embedding layer and the pairwise layers query the TSS bin alone (query rows never
   interact within a layer, and the pairwise context is fixed); empty pCRE slots are
   skipped (the regulation mask hides them); and where a context is a bias-free projection
-  of the marks plus positions, keys/values are projected from the M marks directly
-  (M x 2 d_inner instead of d_emb x 2 d_inner per bin: about 9x less CPU time per step);
+  of the marks plus positions, attention reads the M marks directly: logits are
+  ``(q W_k P) . x_j`` plus the positions' part, values ``(W_v P) sum_j a_j x_j`` plus theirs
+  (M + d per bin and head instead of projecting every bin to 2 d_inner keys/values; the
+  positions' part is computed once per batch; ``MultiHeadAttention(affine_context=...)``)
 * a pCRE with no real bin gets a defined (uniform) pairwise attention rather than a -1e9
   fill, so every dtype stays finite, and positions are registered buffers rather than
   tensors created on one fixed device, so the module runs on any device.
@@ -113,10 +115,8 @@ class EmbeddingTransformer(nn.Module):
         if not inner:
             # A single layer only ever queries the TSS: project the marks straight to its
             # keys/values instead of building all L embeddings.
-            key_values = last.attention.key_values_of_affine_context(
-                promoter, self.project.weight, self.positions)
             tss = self.project(promoter[:, t : t + 1]) + self.positions[t : t + 1]
-            return last(tss, context_key_values=key_values)[:, 0]
+            return last(tss, affine_context=(promoter, self.project.weight, self.positions))[:, 0]
         x = self.project(promoter) + self.positions
         for layer in inner:
             x = layer(x)
@@ -149,10 +149,9 @@ class PairwiseInteractionTransformer(nn.Module):
         query = query[:, None, :].expand(b, i, query.shape[-1])[slot_valid][:, None, :]
         for layer in self.layers:
             # The pCRE context never changes across layers and is a bias-free projection of
-            # the marks plus positions, so each layer projects the marks straight to keys/values.
-            key_values = layer.attention.key_values_of_affine_context(
-                marks, self.project_pcre.weight, self.positions)
-            query = layer(query, context_key_values=key_values, key_valid=key_valid)
+            # the marks plus positions, so each layer attends to it from the marks directly.
+            query = layer(query, affine_context=(marks, self.project_pcre.weight, self.positions),
+                          key_valid=key_valid)
         out = query.new_zeros(b, i, query.shape[-1])
         return out.index_put((slot_valid,), query[:, 0])
 

@@ -1,0 +1,234 @@
+"""CPU training step of every epx model, today's code against the code of a baseline commit (issue 21, part 5).
+
+One process, one thread (``torch.set_num_threads(1)``). The baseline is the nets as they were at
+``--baseline`` (default ``5ed0509``, before this work): ``git show COMMIT:epx/models/*.py`` written
+to a temporary package and imported beside ``epx.models``, so both run in the same process on the
+same inputs with the same weights (the current net loads the baseline's ``state_dict`` strictly,
+which also checks that no key or shape changed; their eval-mode outputs are compared).
+
+A step is what training repeats: zero the grads, forward, the model's loss, backward, optimizer
+step. Work per model: ``linear`` 13,000 genes x 7 marks x 60 bins (its full-batch L-BFGS
+evaluates this per iteration); ``promoter_cnn`` and ``chromoformer`` batch 64 (7 marks; 8 pCRE
+slots, about half filled); ``graphreg`` (GATConv), ``graphreg_published`` (the paper's attention
+and layer order), ``epi_cnn`` and ``epi_cnn_published``: one 6 Mb window, 3 tracks, 6,000 edges;
+``seq_cnn_base``: 4 chunks of 100 kb, 2 tracks, 6 dilated blocks (its config).
+
+Timing: ``--rounds`` rounds, each running one step of every variant (baseline, now, and with
+``--compile`` now under ``nn.Module.compile()``, what ``compute.compile=true`` does) in an order
+that alternates per round, so drift and other load on a shared machine hit them alike; the figure
+is the median per variant, wall clock and this thread's CPU time (``time.thread_time``, less
+sensitive to other processes). Compilation happens in warm-up steps, outside the figure.
+
+    python benchmarks/bench_step.py [--models graphreg,epi_cnn,...] [--rounds 9] [--compile]
+        [--baseline 5ed0509]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BASELINE_PACKAGE = "_epx_models_baseline"
+
+
+def load_baseline(commit: str, root: Path) -> str:
+    """Write epx/models/*.py of ``commit`` as package ``BASELINE_PACKAGE`` under ``root``."""
+    names = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", f"{commit}:epx/models"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    package = root / BASELINE_PACKAGE
+    package.mkdir()
+    for name in names:
+        if name.endswith(".py"):
+            source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:epx/models/{name}"],
+                                    capture_output=True, text=True, check=True).stdout
+            (package / name).write_text(source.replace("epx.models.", f"{BASELINE_PACKAGE}."))
+    sys.path.insert(0, str(root))
+    return BASELINE_PACKAGE
+
+
+@dataclass
+class Case:
+    module: str  # under epx.models
+    cls: str
+    kwargs: dict
+    batch: Callable[[], dict]  # the net's keyword inputs plus "target"
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: Callable = torch.optim.Adam
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def promoter_batch(n: int) -> Callable[[], dict]:
+    def make() -> dict:
+        g = _generator()
+        return {"x": torch.rand(n, 7, 60, generator=g) * 3, "target": torch.randn(n, generator=g)}
+    return make
+
+
+def chromoformer_batch(b: int = 64, i: int = 8, n_marks: int = 7, window_bp: int = 40_000) -> dict:
+    g = _generator()
+    pcre_mask = torch.rand(b, i, generator=g) < 0.5
+    promoter, pcres, bin_mask = {}, {}, {}
+    for r in (2000, 500, 100):
+        n_bins = window_bp // r
+        promoter[r] = torch.rand(b, n_marks, n_bins, generator=g) * 3
+        lengths = torch.randint(1, n_bins + 1, (b, i), generator=g)
+        left = torch.div(n_bins - lengths + 1, 2, rounding_mode="floor")
+        pos = torch.arange(n_bins)
+        mask = (pos >= left[..., None]) & (pos < (left + lengths)[..., None]) & pcre_mask[..., None]
+        bin_mask[r] = mask
+        pcres[r] = torch.rand(b, i, n_marks, n_bins, generator=g) * 3 * mask[:, :, None, :]
+    freq = torch.rand(b, i, generator=g) * 4 * pcre_mask
+    return {"promoter": promoter, "pcres": pcres, "pcre_bin_mask": bin_mask, "pcre_mask": pcre_mask,
+            "freq": freq, "target": torch.randn(b, generator=g)}
+
+
+def window_batch(n_marks: int = 3, n_edges: int = 6000) -> dict:
+    """One 6 Mb window (60,000 bins of 100 bp, 1,200 nodes), symmetric contacts within +-2 Mb."""
+    g = _generator()
+    a = torch.randint(0, 1200, (n_edges // 2,), generator=g)
+    b = (a + torch.randint(-400, 401, (n_edges // 2,), generator=g)).clamp(0, 1199)
+    return {"x": torch.rand(1, n_marks, 60_000, generator=g) * 2,
+            "edge_index": torch.stack([torch.cat([a, b]), torch.cat([b, a])]),
+            "target": torch.poisson(torch.rand(1, 400, generator=g) * 20)}
+
+
+def sequence_batch(b: int = 4, length: int = 100_000, n_tracks: int = 2) -> dict:
+    g = _generator()
+    bases = torch.randint(0, 4, (b, length), generator=g)
+    return {"x": F.one_hot(bases, 4).transpose(1, 2).float().contiguous(),
+            "target": torch.poisson(torch.rand(b, n_tracks, length // 100, generator=g) * 5)}
+
+
+def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out.squeeze(-1), y)
+
+
+def middle_poisson(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    first = (out.shape[1] - y.shape[1]) // 2
+    return F.poisson_nll_loss(out[:, first : first + y.shape[1]], y, log_input=False)
+
+
+def poisson(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.poisson_nll_loss(out, y, log_input=False)
+
+
+PUBLISHED = {"layer_order": "published"}
+CASES: dict[str, Case] = {
+    "linear": Case("linear", "LinearHistone", {"n_marks": 7, "n_bins": 60}, promoter_batch(13_000), mse),
+    "promoter_cnn": Case("promoter_cnn", "PromoterCNN", {"n_marks": 7, "n_bins": 60}, promoter_batch(64), mse),
+    "chromoformer": Case("chromoformer", "Chromoformer", {"n_marks": 7}, chromoformer_batch, mse, torch.optim.AdamW),
+    "graphreg": Case("graphreg", "EpiGraphReg", {"n_marks": 3}, window_batch, middle_poisson),
+    "graphreg_published": Case("graphreg", "EpiGraphReg", {"n_marks": 3, "attention": "published", **PUBLISHED},
+                               window_batch, middle_poisson),
+    "epi_cnn": Case("epi_cnn", "EpiCNN", {"n_marks": 3}, window_batch, middle_poisson),
+    "epi_cnn_published": Case("epi_cnn", "EpiCNN", {"n_marks": 3, **PUBLISHED}, window_batch, middle_poisson),
+    "seq_cnn_base": Case("seq_cnn", "SeqCNNBase", {"n_tracks": 2, "dilated": True}, sequence_batch, poisson),
+}
+
+
+def stepper(net: torch.nn.Module, case: Case, batch: dict) -> Callable[[], None]:
+    inputs = {k: v for k, v in batch.items() if k != "target"}
+    optimizer = case.optimizer(net.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        case.loss(net(**inputs), batch["target"]).backward()
+        optimizer.step()
+
+    return step
+
+
+def max_relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def bench(name: str, case: Case, baseline: str, rounds: int, compile_too: bool) -> dict:
+    base_cls = getattr(importlib.import_module(f"{baseline}.{case.module}"), case.cls)
+    new_cls = getattr(importlib.import_module(f"epx.models.{case.module}"), case.cls)
+    torch.manual_seed(0)
+    base = base_cls(**case.kwargs)
+    new = new_cls(**case.kwargs)
+    new.load_state_dict(base.state_dict())  # strict: same keys and shapes
+    batch = case.batch()
+    inputs = {k: v for k, v in batch.items() if k != "target"}
+    with torch.no_grad():
+        difference = max_relative_difference(new.eval()(**inputs), base.eval()(**inputs))
+    variants = {"baseline": base.train(), "now": new.train()}
+    compile_s = None
+    if compile_too:
+        compiled = new_cls(**case.kwargs)
+        compiled.load_state_dict(base.state_dict())
+        compiled.train().compile()
+        variants["compiled"] = compiled
+    steps = {key: stepper(net, case, batch) for key, net in variants.items()}
+    for key, step in steps.items():  # warm-up: allocator, oneDNN primitives, compilation
+        t0 = time.perf_counter()
+        for _ in range(3 if key == "compiled" else 1):
+            step()
+        if key == "compiled":
+            compile_s = time.perf_counter() - t0
+    wall = {key: [] for key in steps}
+    cpu = {key: [] for key in steps}
+    order = list(steps)
+    for r in range(rounds):
+        for key in order if r % 2 == 0 else order[::-1]:
+            w0, c0 = time.perf_counter(), time.thread_time()
+            steps[key]()
+            cpu[key].append(time.thread_time() - c0)
+            wall[key].append(time.perf_counter() - w0)
+    result = {"model": name, "eval_max_rel_diff": difference, "compile_s": compile_s}
+    for key in steps:
+        result[f"{key}_wall"] = statistics.median(wall[key])
+        result[f"{key}_cpu"] = statistics.median(cpu[key])
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, of {','.join(CASES)}")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--baseline", default="5ed0509")
+    parser.add_argument("--compile", action="store_true", help="also time nn.Module.compile() (compute.compile=true)")
+    args = parser.parse_args(argv)
+    names = args.models.split(",")
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {list(CASES)}")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as root:
+        baseline = load_baseline(args.baseline, Path(root))
+        print(f"torch {torch.__version__}, 1 thread; baseline = epx/models at {args.baseline}; "
+              f"median of {args.rounds} interleaved steps (wall s | thread CPU s)")
+        header = f"{'model':19s} {'baseline':>15s} {'now':>15s} {'ratio':>11s}   eval diff"
+        if args.compile:
+            header += f"  {'compiled':>15s} {'compile gain':>12s}  compile s"
+        print(header)
+        for name in names:
+            r = bench(name, CASES[name], baseline, args.rounds, args.compile)
+            line = (f"{name:19s} {r['baseline_wall']:7.4f}|{r['baseline_cpu']:7.4f} {r['now_wall']:7.4f}|{r['now_cpu']:7.4f} "
+                    f"{r['baseline_wall'] / r['now_wall']:5.2f}|{r['baseline_cpu'] / r['now_cpu']:5.2f}   {r['eval_max_rel_diff']:.1e}")
+            if args.compile:
+                line += (f"  {r['compiled_wall']:7.4f}|{r['compiled_cpu']:7.4f} "
+                         f"{r['now_wall'] / r['compiled_wall']:5.2f}|{r['now_cpu'] / r['compiled_cpu']:5.2f}  {r['compile_s']:8.1f}")
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
