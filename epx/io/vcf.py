@@ -3,7 +3,7 @@
 Contract:
 
 - ``read_snvs(path, chrom_sizes, *, multiallelic="split") -> VcfSnvs``: every record of a
-  ``.vcf`` or ``.vcf.gz`` (bgzip or plain gzip) through ``pysam.VariantFile``. A record with
+  ``.vcf`` or ``.vcf.gz`` (bgzip; plain gzip is refused with the fix) through ``pysam.VariantFile``. A record with
   several ALT alleles is ``split`` into one row per ALT (or, ``refuse``, left out), counted
   either way; an ALT that is not one of A C G T replacing a one-base REF (an indel, an MNP,
   a symbolic ``<DEL>``/``*`` allele, a missing ``.``) is refused and counted. Chromosome
@@ -57,6 +57,8 @@ def _open(path: Path, mode: str = "r", **kw):
 
     try:
         return pysam.VariantFile(str(path), mode, **kw)
+    except NotImplementedError as err:  # htslib reads bgzip, not plain gzip
+        raise InputError(f"{path} is gzip- but not bgzip-compressed; recompress it: gunzip -c {path} | bgzip > {path.with_suffix('.bgz')}") from err
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read it as a VCF ({err}); give a .vcf or bgzipped .vcf.gz (bgzip FILE.vcf)") from err
 
