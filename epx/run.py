@@ -248,8 +248,11 @@ def _train(cfg: DictConfig) -> JobRecord:
 
             check_analyses(dm, cfg.model.name, OmegaConf.to_container(cfg.analysis, resolve=True))
         job.record.n_genes = dm.n_genes()
+        job.record.extra["signals"] = dm.signal_report()  # per mark: what reads only zeros (epx.data.prepare.silence)
         if lead:
             write_folds(job, dm)
+            if any(job.record.extra["signals"].values()):
+                dm.write_silent(job.dir / "signals_silent.tsv")
 
         net = instantiate(cfg.model.net)
         make_module = instantiate(cfg.model.module, _partial_=True)

@@ -97,8 +97,8 @@ def test_the_share_counts_losses_not_choices_and_the_error_names_file_reason_and
         account.check(0.05)
     msg = str(err.value)
     assert f"6 of 10 genes in {tss_path} (60%)" in msg
-    assert "1 lie on chromosomes that the signals do not have (e.g. nochrom" in msg and "on `chr9`" in msg
-    assert f"1 have no row in the expression table (e.g. noexpr) [{expr_path}]" in msg
+    assert "1 lie on chromosomes that the signals do not have (e.g. 'nochrom'" in msg and "on `chr9`" in msg
+    assert f"1 have no row in the expression table (e.g. 'noexpr') [{expr_path}]" in msg
     assert "data.max_dropped_fraction=1" in msg and "genes_dropped.tsv" in msg
     assert "excluded" not in msg
 

@@ -51,8 +51,12 @@ from epx.data.prepare.contract import DatasetSpec
 from epx.data.prepare.folds import assign_splits, fold_record
 from epx.data.prepare.genes import DEFAULT_EXCLUDE, GeneAccount, account_genes, write_dropped
 from epx.data.prepare.interactions import ContactFilter, InteractionAccount
+from epx.data.prepare.silence import check_lengths, signal_account
 from epx.data.sources import SOURCES
+from epx.errors import InputError
+from epx.io.atomic import write_csv
 from epx.io.bedpe import empty_interactions
+from epx.io.chrom_sizes import read_chrom_sizes
 from epx.io.fingerprint import fingerprint as content_fingerprint
 from epx.selection import check_cell, parse_marks
 
@@ -78,6 +82,7 @@ class EpxDataModule(L.LightningDataModule):
         cache_dtype: str = "float32",
         test_cell: str | None = None,
         max_dropped_fraction: float = 0.05,
+        max_silent_fraction: float = 0.9,
         exclude_chroms: Sequence[str] = DEFAULT_EXCLUDE,
         min_end_distance_bp: int | None = None,
     ):
@@ -97,6 +102,8 @@ class EpxDataModule(L.LightningDataModule):
         self.genes: pd.DataFrame | None = None
         self.split: pd.Series | None = None
         self.max_dropped_fraction = float(max_dropped_fraction)
+        self.max_silent_fraction = float(max_silent_fraction)
+        self.signal_accounts: dict = {}
         self.exclude_chroms = tuple(exclude_chroms or ())
         self.min_end_distance_bp = min_end_distance_bp
         self.accounts: dict[str, GeneAccount] | None = None
@@ -205,9 +212,17 @@ class EpxDataModule(L.LightningDataModule):
         self.spec.materialize()
         self.check_cells()
         self.spec.check(self.cells, self.marks)
+        if {"tracks", "windows"} & set(self.sources):
+            self._check_lengths()
         accounts = {cell: self._account(cell) for cell in self.cells}
         genes = accounts[self.cell].genes
-        split = assign_splits(genes, self.fold, **dict(self.spec.folds))
+        try:
+            split = assign_splits(genes, self.fold, **dict(self.spec.folds))
+        except InputError:
+            # the real cause first: genes lost to ids that match nothing leave too few for the folds
+            for account in accounts.values():
+                account.check(self.max_dropped_fraction)
+            raise
         accounts[self.cell].drop_unassigned((split == "unused").to_numpy())
         self.genes, self.split, self.accounts = genes, split, accounts
         for cell in self.cells:
@@ -262,6 +277,7 @@ class EpxDataModule(L.LightningDataModule):
         self.account_inputs()
         genes, split = self.genes, self.split
         context = self._context(self.cell, genes, genes["chrom"][split != "unused"].unique())
+        self._check_signals(self.cell, context, genes[(split != "unused").to_numpy()])
         self.tables = {name: genes for name in SPLITS}
         for name in SPLITS:
             if name == "test" and self.test_cell:
@@ -273,7 +289,40 @@ class EpxDataModule(L.LightningDataModule):
             rows = self._used_rows(self.test_cell)
             self.tables["test"] = test_genes
             test_chroms = sorted(set(genes["chrom"][split == "test"]))
-            self.datasets["test"] = self.inputs(self._context(self.test_cell, test_genes, test_chroms), rows, split="test")
+            test_context = self._context(self.test_cell, test_genes, test_chroms)
+            self._check_signals(self.test_cell, test_context, test_genes.iloc[rows])
+            self.datasets["test"] = self.inputs(test_context, rows, split="test")
+
+    def _check_lengths(self) -> None:
+        """chrom sizes vs every bigWig header (vs the FASTA): one error naming both lengths."""
+        sizes_path = self.spec.path("chrom_sizes")
+        if sizes_path.exists():
+            sizes, what = self.chrom_sizes(), str(sizes_path)
+        else:  # the sizes are the headers' union: compare every header with the first
+            first = self.spec.signal_path(self.cell, self.marks[0])
+            sizes, what = read_chrom_sizes(first), f"the header of {first}"
+        check_lengths(self.spec, self.cells, self.marks, sizes, what)
+
+    def _check_signals(self, cell: str, context: DataContext, genes: pd.DataFrame) -> None:
+        """Per mark: genes whose window reads only zeros, chromosomes missing from a header or
+        without coverage; logged, kept (``signal_report``), refused past ``max_silent_fraction``."""
+        tracks = context.sources.get("tracks")
+        if tracks is None:
+            return
+        headers = {mark: read_chrom_sizes(self.spec.signal_path(cell, mark)) for mark in self.marks}
+        account = signal_account(cell, tracks.tracks, genes, self.marks, self.bin_bp, self.reach_bp, headers, exact=self.spec.exact_names)
+        account.log()
+        self.signal_accounts[cell] = account
+        account.check(self.max_silent_fraction, {mark: self.spec.signal_path(cell, mark) for mark in self.marks})
+
+    def signal_report(self) -> dict:
+        """The job record's ``signals``: per cell and mark, what says nothing (after ``setup``)."""
+        return {cell: account.summary() for cell, account in self.signal_accounts.items()}
+
+    def write_silent(self, path: str | Path) -> Path:
+        """``signals_silent.tsv``: one row per mark and chromosome (or all-zero genes) that says nothing."""
+        tables = [account.rows() for account in self.signal_accounts.values()]
+        return write_csv(path, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(), sep="\t")
 
     def n_genes(self) -> dict[str, int]:
         n = {name: int((self.split == name).sum()) for name in SPLITS}

@@ -163,7 +163,7 @@ class GeneAccount:
 
     # -- reporting ----------------------------------------------------------------------
     def _line(self, reason: str, rows: pd.DataFrame) -> str:
-        examples = ", ".join(rows["gene_id"].astype(str).head(3))
+        examples = ", ".join(map(repr, rows["gene_id"].astype(str).head(3)))  # quoted: whitespace shows
         detail = rows["detail"].dropna()
         detail = f"; {detail.value_counts().index[0]}" if len(detail) else ""
         return f"{len(rows)} {REASONS[reason].text} (e.g. {examples}{detail})"
