@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from epx.models.graphreg_blocks import CountHead, EpiEncoder, layer_order as find_layer_order
+from epx.models.fast_layers import Dropout
+from epx.models.graphreg_blocks import CountHead, EpiEncoder
+from epx.models.graphreg_blocks import layer_order as find_layer_order
 from epx.models.reset import reset_submodules
 
 # the published head has no hidden stage: the count is a 1x1 conv of the last block's output
@@ -37,7 +39,7 @@ class DilatedResidualBlock(nn.Module):
         super().__init__()
         order = find_layer_order(layer_order)
         self.layer_order = layer_order
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv = nn.Conv1d(channels, channels, 3, dilation=dilation, padding="same")
         self.norm = order.norm(channels)
         self._add_dropped = layer_order == "published"
@@ -69,7 +71,7 @@ class EpiCNN(nn.Module):
         self.layer_order = layer_order
         self.encoder = EpiEncoder(n_marks=n_marks, d=d, dropout=dropout, layer_order=layer_order)
         self.bridge = nn.Sequential(
-            nn.Dropout(dropout),
+            Dropout(dropout),
             *order.stage(nn.Conv1d(d, channels, 3, padding="same"), channels),
         )
         self.blocks = nn.Sequential(

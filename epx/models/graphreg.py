@@ -49,7 +49,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATConv, GATv2Conv
 
-from epx.models.graphreg_blocks import CountHead, EpiEncoder, layer_order as find_layer_order
+from epx.models.fast_layers import Dropout
+from epx.models.graphreg_blocks import CountHead, EpiEncoder
+from epx.models.graphreg_blocks import layer_order as find_layer_order
 from epx.models.graphreg_gat import PublishedGATConv
 from epx.models.reset import reset_submodules
 
@@ -115,7 +117,7 @@ class EpiGraphReg(nn.Module):
         self.n_marks, self.d, self.n_gat_layers, self.heads, self.gat_dim = n_marks, d, n_gat_layers, heads, gat_dim
         self.dropout_p, self.attention, self.output, self.layer_order = dropout, attention, output, layer_order
         self.encoder = EpiEncoder(n_marks=n_marks, d=d, dropout=dropout, layer_order=layer_order)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         width = gat_dim * heads
         inside = ATTENTION_DROPOUT[attention] == "features"
         self._drop_input = not inside

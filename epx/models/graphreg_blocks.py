@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from epx.models.fast_layers import Dropout, MaxPool1d
+
 BINS_PER_NODE = 50  # 2 * 5 * 5: the product of the encoder's three pooling sizes
 
 OUTPUT_LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -87,13 +89,13 @@ class EpiEncoder(nn.Module):
         self.layer_order = layer_order
         self.layers = nn.Sequential(
             _conv_bn_relu(in_channels=n_marks, out_channels=d, kernel_size=25, order=layer_order),
-            nn.MaxPool1d(2),
-            nn.Dropout(dropout),
+            MaxPool1d(2),
+            Dropout(dropout),
             _conv_bn_relu(in_channels=d, out_channels=d, kernel_size=3, order=layer_order),
-            nn.MaxPool1d(5),
-            nn.Dropout(dropout),
+            MaxPool1d(5),
+            Dropout(dropout),
             _conv_bn_relu(in_channels=d, out_channels=d, kernel_size=3, order=layer_order),
-            nn.MaxPool1d(5),
+            MaxPool1d(5),
         )
 
     def extra_repr(self) -> str:
@@ -107,7 +109,21 @@ class EpiEncoder(nn.Module):
                 f"{BINS_PER_NODE} bins, got {tuple(x.shape)}; check the model's n_marks "
                 "against the dataset's mark list and the window length"
             )
-        return self.layers(x)
+        if LAYER_ORDERS[self.layer_order].activation_first:
+            return self.layers(x)
+        # Conv -> BN -> ReLU -> MaxPool runs as Conv -> BN -> MaxPool -> ReLU: ReLU is monotone,
+        # so it commutes with max pooling (same values, same gradients) and then touches a half
+        # or a fifth of the elements.
+        h, activation = x, None
+        for module in self.layers:
+            if isinstance(module, nn.Sequential):  # a stage: conv, BN, ReLU
+                conv, norm, activation = module
+                h = norm(conv(h))
+            elif isinstance(module, nn.MaxPool1d):
+                h = activation(module(h))
+            else:
+                h = module(h)
+        return h
 
 
 class CountHead(nn.Module):

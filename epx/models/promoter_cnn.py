@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from epx.models.fast_layers import Dropout, MaxPool1d
 from epx.models.reset import reset_submodules
 
 
@@ -24,8 +25,8 @@ def _conv_block(c_in: int, c_out: int, kernel: int, pool: int, dropout: float, p
     return nn.Sequential(
         nn.Conv1d(c_in, c_out, kernel_size=kernel, padding=padding),
         nn.ReLU(),
-        nn.MaxPool1d(pool),
-        nn.Dropout(dropout),
+        MaxPool1d(pool),
+        Dropout(dropout),
     )
 
 
@@ -58,7 +59,7 @@ class PromoterCNN(nn.Module):
             n_flat = self.features(torch.zeros(1, n_marks, n_bins)).numel()
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dense_dropout),
+            Dropout(dense_dropout),
             nn.Linear(n_flat, dense[0]),
             nn.ReLU(),
             nn.Linear(dense[0], dense[1]),

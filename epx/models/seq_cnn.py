@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from epx.models.epi_cnn import DilatedResidualBlock
+from epx.models.fast_layers import Dropout, MaxPool1d
 from epx.models.graphreg_blocks import output_link
 from epx.models.reset import reset_submodules
 
@@ -75,14 +76,14 @@ def reverse_complement_onehot(x: torch.Tensor) -> torch.Tensor:
 
 def _stage(*, in_channels: int, out_channels: int, kernel_size: int, pool: int, dropout: float | None) -> nn.Sequential:
     """[Dropout ->] Conv1d -> ReLU -> BatchNorm [-> MaxPool], the original's order."""
-    layers: list[nn.Module] = [] if dropout is None else [nn.Dropout(dropout)]
+    layers: list[nn.Module] = [] if dropout is None else [Dropout(dropout)]
     layers += [
         nn.Conv1d(in_channels, out_channels, kernel_size, padding="same"),
         nn.ReLU(),
         nn.BatchNorm1d(out_channels),
     ]
     if pool > 1:
-        layers.append(nn.MaxPool1d(pool))
+        layers.append(MaxPool1d(pool))
     return nn.Sequential(*layers)
 
 
