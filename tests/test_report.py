@@ -112,15 +112,17 @@ def test_smoke_runs_are_left_out(tmp_path: Path) -> None:
     assert report.jobs == 15 and "1 smoke runs left out" in report.path.read_text()
 
 
-def test_report_is_logged_to_wandb_as_one_artifact(grid: Path, monkeypatch, capsys) -> None:
+def test_report_is_logged_to_wandb_as_one_artifact(grid: Path) -> None:
+    import sys
+
+    from test_summary import offline_env
     from wandb_records import records
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for key in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY"):
-        monkeypatch.delenv(key, raising=False)
-    assert main([str(grid), "--wandb"]) == 0
-    assert "W&B report artifact in run report-" in capsys.readouterr().out
+    # a process of its own, as the CLI runs: W&B's service has written the run file when it exits
+    result = subprocess.run([sys.executable, "-m", "epx.cli", "report", str(grid), "--wandb"], check=False,
+                            capture_output=True, text=True, cwd=grid.parent, env=offline_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "W&B report artifact in run report-" in result.stdout
     (run_file,) = grid.glob("wandb/offline-run-*/run-*.wandb")
     kinds = [r.WhichOneof("record_type") for r in records(run_file)]
     assert "artifact" in kinds

@@ -151,8 +151,8 @@ def activity_section(study: Study) -> Section:
     if table.empty:
         s.missing.append(f"no activity analysis: run `epx explain {study.sweep_dir} activity`")
         return s
-    mean = table.groupby(["group", "mark", "expressed", "offset_bp"], as_index=False)["mean"].mean()
-    fig = profile_lines(mean, x="offset_bp", y="mean", line="mark", style="expressed", panel="group",
+    mean = table.groupby(["cell_group", "mark", "expressed", "offset_bp"], as_index=False)["mean"].mean()
+    fig = profile_lines(mean, x="offset_bp", y="mean", line="mark", style="expressed", panel="cell_group",
                         title="mean signal around the TSS (solid: expressed genes, dashed: not)",
                         xlabel="bp from TSS", ylabel="mean signal")
     s.html = image(png_uri(fig), "mark activity profiles")
@@ -165,8 +165,12 @@ def attribution_section(study: Study) -> Section:
     if table.empty:
         s.missing.append(f"no attribution analysis: run `epx explain {study.sweep_dir} attribution`")
         return s
-    if "group" in table.columns and "expressed" not in table.columns:
-        table = table[table["group"].astype(str) == "all"] if (table["group"].astype(str) == "all").any() else table
+    if "group" in table.columns and (table["group"].astype(str) == "all").any():  # the file's gene class: all genes
+        table = table[table["group"].astype(str) == "all"]
+    if "slot" in table.columns and (table["slot"] == -1).any():  # the main input (Chromoformer's pCRE slots apart)
+        table = table[table["slot"] == -1]
+    if "resolution_bp" in table.columns:  # Chromoformer profiles three resolutions: keep each model's finest
+        table = table[table["resolution_bp"] == table.groupby("model")["resolution_bp"].transform("min")]
     table = table.assign(distance_kb=(table["offset_bp"].abs() / 1000.0))
     edges = np.array([0, 1, 2, 5, 10, 20, 50, 100, 500, 1e9])
     labels = ["<1", "1-2", "2-5", "5-10", "10-20", "20-50", "50-100", "100-500", ">500"]

@@ -7,7 +7,7 @@ smoke runs (a record with ``smoke: true``: the debug trainer's quick checks) are
 counted in ``Study.smoke``. ``Study.finished`` is the rows whose status is ``ok`` or
 ``degenerate`` (``epx.record.FINISHED``). ``Study.records`` maps a job dir to its ``JobRecord``.
 ``Study.tables(name, file)`` concatenates a per-job explain table (``JOB/explain/<name>/<file>``)
-over the finished jobs, with ``model``, ``cell``, ``group``, ``mark_set`` and ``fold`` added
+over the finished jobs, with ``model``, ``cell``, ``cell_group``, ``mark_set``, ``fold`` and ``job`` added
 (empty DataFrame when no job has it).
 
 A sweep dir with no finished job is one ``InputError`` naming it and pointing at ``epx status``.
@@ -53,7 +53,7 @@ class Study:
             path = job_dir / "explain" / name / file if job_dir else None
             if path is not None and path.is_file():
                 table = pd.read_csv(path, sep="\t")
-                frames.append(table.assign(model=row.get("model"), cell=row.get("cell"), group=row.get("group"),
+                frames.append(table.assign(model=row.get("model"), cell=row.get("cell"), cell_group=row.get("group"),
                                            mark_set=row.get("mark"), fold=row.get("fold"), job=row.get("job")))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
