@@ -74,8 +74,9 @@ def quiet_third_party() -> None:
 
 
 def progress_bars_wanted(stream: Any = None) -> bool:
-    """Progress bars redraw a line with ``\\r``: only where a person watches a terminal."""
-    stream = sys.stderr if stream is None else stream
+    """Progress bars redraw a line with ``\\r``: only where a person watches a terminal
+    (Lightning's bar writes to stdout, so stdout must be one)."""
+    stream = sys.stdout if stream is None else stream
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
