@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,11 @@ from filelock import FileLock
 from epx.errors import InputError
 
 log = logging.getLogger(__name__)
+
+# every cache object of this process, by file: HDF5 refuses to open a file for writing while
+# the same process holds it open for reading, so a writer first closes the others' handles
+# (they reopen on their next read)
+_OPEN: dict[Path, weakref.WeakSet] = {}
 
 N_GROUP = "N"  # the bottleneck of an all-N chunk: what a window's padding past the chromosome ends reads
 
@@ -54,30 +60,34 @@ class BottleneckCache:
         self.chunk_bp, self.channels, self.bin_bp = int(chunk_bp), int(channels), int(bin_bp)
         self.bins = self.chunk_bp // self.bin_bp
         self.dtype = np.dtype(dtype)
-        self._groups: dict[str, str] = {}  # chrom -> group name (chrom + sequence digest)
+        self._groups: dict[str, tuple[np.ndarray, str]] = {}  # chrom -> (its codes, group name)
         self._file: h5py.File | None = None
+        _OPEN.setdefault(self.path.resolve(), weakref.WeakSet()).add(self)
 
     # -- identity
     def group(self, genome, chrom: str) -> str:
-        if chrom not in self._groups:
-            codes = genome.sequences.get(chrom)
-            if codes is None:
-                raise InputError(f"chromosome {chrom} has no sequence in the genome source; check the dataset's genome.fa")
-            self._groups[chrom] = f"{chrom}__{sequence_digest(codes)}"
-        return self._groups[chrom]
+        codes = genome.sequences.get(chrom)
+        if codes is None:
+            raise InputError(f"chromosome {chrom} has no sequence in the genome source; check the dataset's genome.fa")
+        known = self._groups.get(chrom)
+        if known is None or known[0] is not codes:  # digested once per sequence array, not per read
+            known = self._groups[chrom] = (codes, f"{chrom}__{sequence_digest(codes)}")
+        return known[1]
 
     def n_chunks(self, genome, chrom: str) -> int:
         return -(-int(genome.lengths[chrom]) // self.chunk_bp)
 
     # -- building
     def _open_for_writing(self) -> h5py.File:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for other in list(_OPEN.get(self.path.resolve(), ())):
+            other.close()
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             return h5py.File(self.path, "a", locking=False)
         except OSError as err:
-            if not self.path.exists():
+            if not self.path.exists() or h5py.is_hdf5(self.path):
                 raise InputError(f"{self.path}: cannot write the bottleneck cache ({err}); set model.inputs.cache_dir to a writable dir") from err
-            log.warning("bottleneck cache %s is unreadable (%s): deleting and rebuilding it", self.path, err)
+            log.warning("bottleneck cache %s is not an HDF5 file (%s; a killed writer's?): deleting and rebuilding it", self.path, err)
             self.path.unlink()
             return h5py.File(self.path, "a", locking=False)
 
@@ -88,7 +98,6 @@ class BottleneckCache:
         n = self.n_chunks(genome, chrom)
         inside = chunks[(chunks >= 0) & (chunks < n)]
         name = self.group(genome, chrom)
-        self.close()
         computed = 0
         with FileLock(str(self.path) + ".lock"), self._open_for_writing() as f:
             if N_GROUP not in f and len(inside) < len(chunks):

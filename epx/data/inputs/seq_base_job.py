@@ -94,7 +94,7 @@ def open_base(base: str | Path | None, *, fold: int) -> BaseModel:
         except RecordError as err:
             raise InputError(f"model.inputs.base={path}: {err}") from err
         if not record.finished:
-            raise InputError(f"model.inputs.base={path}: the base job's status is {record.status!r}, not 'ok'; finish (or rerun) it first")
+            raise InputError(f"model.inputs.base={path}: the base job's status is {record.status!r}: it did not finish, so it has no weights; finish (or rerun) it first")
         job_dir, checkpoint = path, find_checkpoint(path, record)
     else:
         job_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
