@@ -96,6 +96,13 @@ def test_partial_grid_says_what_is_missing(tmp_path: Path) -> None:
     assert 'id="missing-summary"' in page and "RuntimeError: boom" in page
 
 
+def test_a_cell_with_one_fold_has_no_spread_but_a_value(tmp_path: Path) -> None:
+    one_fold = tuple(i for i, job in enumerate(JOBS) if "cell=E116" in job and "fold=1" in job)
+    report = build_report(write_grid(tmp_path / "one_fold", drop=one_fold, explain=False))
+    assert not any("fold" in m for m in report.missing.get("metrics", []))
+    assert "test pearson" in report.path.read_text()
+
+
 def test_no_finished_job_is_one_error(tmp_path: Path, capsys) -> None:
     sweep = write_grid(tmp_path / "none", drop=tuple(range(1, 16)), failed=(0,))
     with pytest.raises(InputError, match=r"none: no finished job to report on \(16 jobs.*epx status"):

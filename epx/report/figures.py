@@ -42,6 +42,8 @@ def grid_heatmap(
     fig = Figure(figsize=(width, height))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (title, mean, spread) in zip(axes, panels, strict=True):
+        if spread is not None:  # a mark or cell with one fold has no spread: its row/column may be absent
+            spread = spread.reindex(index=mean.index, columns=mean.columns)
         values = mean.to_numpy(np.float64)
         finite = values[np.isfinite(values)]
         if value_range is not None:
