@@ -27,11 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from epx.explain.adapters import GeneBatch  # noqa: E402
-from epx.explain.motifs import MotifSet  # noqa: E402
-from epx.explain.onehot import predict_edited, substitute  # noqa: E402
-from epx.io.fasta import FastaFile, onehot  # noqa: E402
-from epx.models.seq_cnn import SeqCNNBase  # noqa: E402
+from epx.explain.adapters import GeneBatch
+from epx.explain.motifs import MotifSet
+from epx.explain.onehot import predict_edited, substitute
+from epx.io.fasta import FastaFile, onehot
+from epx.models.seq_cnn import SeqCNNBase
 
 
 def baseline_scan(motifs: MotifSet, codes: np.ndarray) -> int:
