@@ -62,20 +62,21 @@ def test_named_warnings_are_filtered_narrowly(monkeypatch):
 
 
 def _launch(args, cwd, tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_DIR": str(tmp_path), "PYTHONWARNINGS": "default"}
+    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, str(REPO / "launch.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
-def _check_quiet(proc, log_files):
+def _check_quiet(proc, log_files, *, once=True):
     console = proc.stdout + proc.stderr
     assert "\r" not in console and "\x1b[" not in console  # no progress bar outside a terminal
     for noise in NOISE:
         assert noise not in console, noise
     lines = [line for line in console.splitlines() if LOG_LINE.match(line)]
     messages = [LOG_LINE.sub("", line) for line in lines]
-    assert len(messages) == len(set(messages)), "a log line printed twice"
+    if once:  # (in a multirun, jobs say the same things)
+        assert len(messages) == len(set(messages)), "a log line printed twice"
     assert not [line for line in proc.stderr.splitlines() if line.startswith("INFO:")]  # Lightning's own copy
     if log_files:
         logged = "".join(Path(f).read_text() for f in log_files)
@@ -104,4 +105,34 @@ def test_a_multirun_ends_with_its_summary_table(tmp_path, small_synthetic):
     assert re.search(r"job\s+model\s+cell\s+mark\s+fold\s+status\s+primary", table)
     assert re.search(r"\n0\s+linear\s+E003\s+H3K4me3\s+0\s+ok\s+pearson -?\d\.\d{4}", table)
     assert "2 jobs: 2 ok" in table
-    _check_quiet(proc, [])
+    _check_quiet(proc, [], once=False)
+
+
+def _sweep_with_a_smoke_run(tmp_path):
+    from epx.record import JobRecord
+
+    sweep = tmp_path / "sweep"
+    for job, smoke, value in (("0", False, 0.61), ("1", True, -0.34)):
+        (sweep / job).mkdir(parents=True)
+        record = JobRecord(cell="E003", mark="H3K4me3", fold=int(job), model="chromoformer", task="regression", seed=0,
+                           primary_metric="pearson", test={"pearson": value}, status="ok", smoke=smoke, wall_seconds=5.0)
+        record.write(sweep / job)
+    return sweep
+
+
+def test_smoke_runs_are_marked_and_left_out_of_summaries(tmp_path, capsys):
+    from epx.analysis.collect import collect_rows
+    from epx.analysis.status import job_states
+    from epx.analysis.summary import main as summarize
+    from epx.record import is_smoke
+
+    assert is_smoke({"fast_dev_run": True}) and is_smoke({"fast_dev_run": 3}) and not is_smoke({"max_epochs": 30})
+    sweep = _sweep_with_a_smoke_run(tmp_path)
+    assert [row["job"] for row in collect_rows(sweep)] == ["0"]
+    assert {row["job"]: row["state"] for row in job_states(sweep)} == {"0": "ok", "1": "smoke"}
+    assert summarize([str(sweep), "--no-wandb"]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"^0\s+chromoformer\s+E003\s+H3K4me3\s+0\s+ok\s+pearson 0.6100$", table, re.M) and "-0.34" not in table
+    assert "1 jobs: 1 ok" in table
+    assert summarize([str(sweep), "--no-wandb", "--include-smoke"]) == 0
+    assert "pearson -0.3400" in capsys.readouterr().out
