@@ -87,8 +87,8 @@ def main() -> None:
         for name, values in tracks.items():
             path = Path(tmp) / f"{name}.bigwig"
             write_bigwig(path, chrom_sizes, {"chr1": values})
-            t_np, ours = _median_time(lambda: read_binned(path, chrom_sizes, bin_bp=BIN), args.repeat)
-            t_lib, theirs = _median_time(lambda: pybigwig_binned(path, chrom_sizes), args.repeat)
+            t_np, ours = _median_time(lambda path=path: read_binned(path, chrom_sizes, bin_bp=BIN), args.repeat)
+            t_lib, theirs = _median_time(lambda path=path: pybigwig_binned(path, chrom_sizes), args.repeat)
             diff = float(np.max(np.abs(ours["chr1"] - theirs["chr1"])))
             print(f"{name:<8} {t_np:8.2f} {t_lib:17.2f} {t_lib / t_np:15.2f} {diff:11.2e}")
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def _run(command, cwd, env, timeout=900):
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"{' '.join(map(str, command))} -> {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -71,4 +71,4 @@ def test_the_wheel_carries_the_configs_and_runs_outside_the_checkout(installed):
     assert "model.module.optimizer.lr" in out, out[-2000:]
 
     out = _run(["epx", "prepare", "cell=E005", "mark=H3K4me3"], work, env)
-    assert re.search(r"^E005: H3K4me3 -> ", out, re.M), out[-2000:]
+    assert re.search(r"^E005: H3K4me3 -> ", out, re.MULTILINE), out[-2000:]
