@@ -121,7 +121,8 @@ def hydra_main() -> None:
     (Hydra reads ``sys.argv``; its help template, ``conf/hydra/default.yaml``, lists the groups)."""
     import hydra
 
-    from epx.config import CONF_DIR  # also registers every resolver of conf/ before Hydra composes
+    # importing epx.config also registers every resolver of conf/ before Hydra composes
+    from epx.config import CONF_DIR
 
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(run_job)
     app()
