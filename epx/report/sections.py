@@ -257,11 +257,11 @@ def wandb_section(study: Study) -> Section:
     rows = []
     for job_dir, record in study.records.items():
         info = record.wandb or {}
-        if info.get("id"):
+        if info.get("id") and info.get("mode") != "disabled":  # WANDB_MODE=disabled makes ids of runs that never existed
             rows.append({"job": job_dir.name, "model": record.model, "cell": record.cell, "mark": record.mark,
                          "fold": record.fold, "run": info.get("id"), "mode": info.get("mode"), "url": info.get("url")})
     if not rows:
-        s.missing.append("no job logged to W&B (logger=wandb)")
+        s.missing.append("no job logged to W&B (their runs were disabled or absent; logger=wandb with WANDB_MODE online/offline)")
         return s
     items = []
     for r in rows:
