@@ -1,0 +1,54 @@
+"""The CPU fast paths behind the models (issue 21, part 5) compute what the stock layers do:
+epx.models.fast_layers' Dropout and MaxPool1d, and attention over an affine context."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from epx.models.attention import TransformerLayer
+from epx.models.fast_layers import Dropout, MaxPool1d
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_keeps_one_minus_p_and_scales_like_nn_dropout(p):
+    torch.manual_seed(0)
+    y = Dropout(p).train()(torch.ones(4, 8, 50_001))
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+
+
+def test_dropout_is_seeded_identity_in_eval_and_differentiable():
+    x = torch.randn(2, 3, 101, requires_grad=True)
+    layer = Dropout(0.5).train()
+    torch.manual_seed(1)
+    a = layer(x)
+    torch.manual_seed(1)
+    assert torch.equal(a, layer(x))
+    (grad,) = torch.autograd.grad(a.sum(), x)
+    torch.testing.assert_close(grad, (a != 0).float() * 2.0)
+    assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
+@pytest.mark.parametrize("kernel, length", [(2, 60), (5, 30), (4, 15), (2, 7)])
+def test_max_pool_matches_the_stock_pool_and_its_gradient(kernel, length):
+    x = torch.randn(3, 4, length, requires_grad=True)
+    ours, stock = MaxPool1d(kernel)(x), F.max_pool1d(x, kernel)
+    assert torch.equal(ours, stock)
+    g = torch.randn_like(stock)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(stock, x, g)[0])
+
+
+def test_attention_over_an_affine_context_equals_the_built_context():
+    torch.manual_seed(0)
+    layer = TransformerLayer(d_model=16, n_heads=2, d_inner=16, d_ff=8).eval()
+    marks, weight, offset = torch.randn(5, 9, 3), torch.randn(16, 3), torch.randn(9, 16)
+    query = torch.randn(5, 2, 16)
+    key_valid = torch.rand(5, 9) > 0.3
+    key_valid[0] = False  # all padding: uniform attention on both paths
+    built = layer(query, context=marks @ weight.T + offset, key_valid=key_valid)
+    affine = layer(query, affine_context=(marks, weight, offset), key_valid=key_valid)
+    torch.testing.assert_close(affine, built, rtol=1e-5, atol=1e-5)
