@@ -32,6 +32,10 @@ column (present when some job has one) gives ``name: reason; …``, and such a j
   sweep's ``multirun.yaml``; ``status`` ``missing`` (never started, or died before writing
   a record) and no ``primary_metric``;
 - a record that cannot be read: that identity, ``status`` ``unreadable``, ``error`` says why.
+- a job whose ``.hydra/{config,hydra,overrides}.yaml`` cannot be used (larger than a job
+  config may be, an alias bomb, not YAML: ``epx.analysis.grid.read_yaml_checked``, size- and
+  alias-bounded): ``status`` ``unreadable``, ``error`` names the file and why, whatever its
+  record says.
 
 Only jobs without a readable record need their overrides parsed (Hydra's public override
 parser, imported then): importing this module loads no Hydra module.
@@ -51,7 +55,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from epx.analysis.grid import expected_grid, read_yaml
+from epx.analysis.grid import expected_grid, read_yaml, read_yaml_checked
 from epx.errors import InputError
 from epx.io.atomic import atomic_write
 from epx.record import FILE_NAME as RECORD_NAME
@@ -199,9 +203,11 @@ def _read_record(path: Path) -> tuple[JobRecord | None, str | None]:
         return None, str(exc)
 
 
-def _row(job: str, job_dir: Path | None, overrides: Sequence[str], base_identity: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    job: str, job_dir: Path | None, overrides: Sequence[str], base_identity: dict[str, Any], refused: str | None = None
+) -> dict[str, Any]:
     """One row: the record's fields over (its overrides when it has no record) over the job's
-    config over the sweep's."""
+    config over the sweep's. ``refused``: why the job's overrides.yaml could not be read."""
     record, error = None, None
     record_path = job_dir / RECORD_NAME if job_dir is not None else None
     if record_path is not None and record_path.is_file():
@@ -209,10 +215,11 @@ def _row(job: str, job_dir: Path | None, overrides: Sequence[str], base_identity
 
     identity = dict(base_identity)
     if job_dir is not None:
-        job_identity = _identity_from_config(
-            read_yaml(job_dir / ".hydra" / "config.yaml"), read_yaml(job_dir / ".hydra" / "hydra.yaml")
-        )
+        config, config_refused = read_yaml_checked(job_dir / ".hydra" / "config.yaml")
+        hydra, hydra_refused = read_yaml_checked(job_dir / ".hydra" / "hydra.yaml")
+        job_identity = _identity_from_config(config, hydra)
         identity.update({key: value for key, value in job_identity.items() if value is not None})
+        refused = refused or config_refused or hydra_refused
     if record is None:
         # A record states its identity itself; only jobs without one need their overrides parsed.
         identity.update(_identity_from_overrides(overrides))
@@ -223,6 +230,10 @@ def _row(job: str, job_dir: Path | None, overrides: Sequence[str], base_identity
             row.update(status="killed", error=KILLED_ERROR.format(pid=record.pid, host=record.host))
     elif error is not None:
         row.update(status="unreadable", error=error)
+    if refused is not None:
+        # A job dir with an oversized or alias-bomb YAML file is damaged or hostile: its
+        # record is not taken at its word either.
+        row.update(status="unreadable", error=refused)
     row["mark"] = canonical_mark(row.get("mark"))
     for key in ("fold", "seed"):
         row[key] = _as_int(row.get(key))
@@ -270,8 +281,11 @@ def collect_rows(sweep_dir: str | os.PathLike, *, include_smoke: bool = False) -
     by_overrides = {tuple(overrides): index for index, overrides in enumerate(grid)}
     claimed: dict[int, Path] = {}
     extra: list[tuple[Path, list[str]]] = []
+    refused: dict[Path, str] = {}
     for job_dir in sorted(found, key=lambda path: _natural_key(path.name)):
-        recorded = read_yaml(job_dir / ".hydra" / "overrides.yaml")
+        recorded, why = read_yaml_checked(job_dir / ".hydra" / "overrides.yaml")
+        if why is not None:
+            refused[job_dir] = why
         overrides = [str(item) for item in recorded] if isinstance(recorded, list) else None
         index = by_overrides.get(tuple(overrides)) if overrides is not None else None
         if index is None and overrides is None and job_dir.name.isdigit() and int(job_dir.name) < len(grid):
@@ -282,10 +296,16 @@ def collect_rows(sweep_dir: str | os.PathLike, *, include_smoke: bool = False) -
             extra.append((job_dir, overrides or []))
 
     rows = [
-        _row(claimed[index].name if index in claimed else str(index), claimed.get(index), overrides, base_identity)
+        _row(
+            claimed[index].name if index in claimed else str(index),
+            claimed.get(index),
+            overrides,
+            base_identity,
+            refused.get(claimed[index]) if index in claimed else None,
+        )
         for index, overrides in enumerate(grid)
     ]
-    rows += [_row(job_dir.name, job_dir, overrides, base_identity) for job_dir, overrides in extra]
+    rows += [_row(job_dir.name, job_dir, overrides, base_identity, refused.get(job_dir)) for job_dir, overrides in extra]
     return rows if include_smoke else [row for row in rows if not row.get("smoke")]
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.config import job_name
+from epx.errors import InputError
 from epx.io.atomic import temp_name, write_json
 
 log = logging.getLogger(__name__)
@@ -172,20 +173,32 @@ _OMEGACONF_FLOAT = re.compile(
 _LOADER: type | None = None
 
 
-def read_yaml(path: Path) -> Any:
-    """Plain container of a YAML file, or None when absent/corrupt (never raises)."""
+def read_yaml_checked(path: Path) -> tuple[Any, str | None]:
+    """``(plain container, None)`` of a job dir's or sweep dir's YAML file, ``(None, None)``
+    when absent, ``(None, why)`` when it cannot be used: larger than a job config may be, an
+    alias bomb, or not YAML (``epx.io.safe_yaml``: size- and alias-bounded, so a hostile file
+    costs microseconds, never memory). Never raises: a half-written or hostile file must not
+    stop a summary."""
     global _LOADER
     if not path.is_file():
-        return None
-    try:
-        import yaml
+        return None, None
+    from epx.io.safe_yaml import load_yaml
 
-        _LOADER = _LOADER or _yaml_loader()
-        with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_LOADER)  # noqa: S506 (a safe loader)
-    except Exception as exc:  # a half-written YAML must not stop the summary
+    _LOADER = _LOADER or _yaml_loader()
+    try:
+        return load_yaml(path, loader=_LOADER), None
+    except InputError as exc:
+        log.warning("summary: ignoring unreadable %s", exc)
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 (a constructor error on odd tags and the like)
         log.warning("summary: ignoring unreadable %s (%s)", path, exc)
-        return None
+        return None, f"{path}: unreadable ({type(exc).__name__}: {exc})"
+
+
+def read_yaml(path: Path) -> Any:
+    """Plain container of a YAML file, or None when absent/corrupt/refused (never raises;
+    ``read_yaml_checked`` says why)."""
+    return read_yaml_checked(path)[0]
 
 
 def grid_from_multirun(sweep_dir: str | os.PathLike) -> list[list[str]]:

@@ -47,7 +47,10 @@ def _expanded(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
     return total
 
 
-def load_yaml(path: str | Path, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Any:
+def load_yaml(path: str | Path, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES, loader: type | None = None) -> Any:
+    """``path`` as plain data, bounded (module doc). ``loader``: a PyYAML safe loader class
+    (e.g. a C one with the same scalar rules, for a summary that reads many files);
+    OmegaConf's loader by default."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -56,7 +59,7 @@ def load_yaml(path: str | Path, *, max_bytes: int = MAX_BYTES, max_nodes: int = 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: unreadable ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from err
-    loader = get_yaml_loader()(text)
+    loader = (loader or get_yaml_loader())(text)
     try:
         node = loader.get_single_node()
         if node is None:
