@@ -26,7 +26,10 @@ Contract:
   (``epx.imports.jobdir``) of ``experiment=chromoformer_paper`` (published input layout),
   the task the file's head implies (2 outputs: classification, 1: regression) and the
   overrides; without a ``mark=`` override a 7-mark file reads ``mark=all``, the published
-  marks in the published order.
+  marks in the published order. A ``mark=A+B+...`` lists the file's input columns in the
+  file's order; epx's data hold marks in the canonical order, so the mark projections'
+  columns (``embed.*.lin_proj``, ``pairwise_interaction.*.lin_proj_pcre``) are reordered to it
+  (``epx.imports.jobdir.file_channels``); the record's ``source.channels`` lists the file's order.
 
 Every mismatch is one ``InputError`` naming the file and what differs, before anything is
 written: missing, truncated or not a torch file; not a state dict; another architecture
@@ -46,7 +49,7 @@ import torch
 from torch import Tensor
 
 from epx.errors import InputError
-from epx.imports.jobdir import refuse_existing, write_imported_job
+from epx.imports.jobdir import file_channels, refuse_existing, write_imported_job
 from epx.models.chromoformer import Chromoformer
 from epx.record import JobRecord
 
@@ -284,10 +287,20 @@ def import_chromoformer(path: str | Path, out: str | Path, *, task: str | None =
     OmegaConf.set_struct(cfg, False)
     OmegaConf.update(cfg, "model.inputs.resolutions", kw["resolutions"], merge=False)
     OmegaConf.update(cfg, "model.net", {k: v for k, v in kw.items() if k != "resolutions"}, merge=True)
-    net = to_net(state, path, window_bp=int(cfg.model.inputs.window_bp), i_max=int(cfg.model.inputs.i_max))
+    channels = file_channels(overrides, marks)
+    net = to_net(reorder_marks(state, channels), path, window_bp=int(cfg.model.inputs.window_bp), i_max=int(cfg.model.inputs.i_max))
     return write_imported_job(cfg, net, out, marks=marks, fold=fold, overrides=overrides, what=path,
-                              source={"architecture": ARCHITECTURE_NAMES[found],
-                                      "unused_parameters": n_unused(state, net)})
+                              source={"architecture": ARCHITECTURE_NAMES[found], "unused_parameters": n_unused(state, net),
+                                      "channels": [marks[channels.index(c)] for c in range(len(marks))]})
+
+
+MARK_PROJECTIONS = (".lin_proj.weight", ".lin_proj_pcre.weight")  # the (d, n_marks) weights that read the marks
+
+
+def reorder_marks(state: Mapping[str, Tensor], channels: Sequence[int]) -> dict[str, Tensor]:
+    """``state`` with each mark projection's column i taken from the file's column ``channels[i]``."""
+    index = torch.as_tensor(list(channels), dtype=torch.long)
+    return {k: (v.index_select(1, index) if k.endswith(MARK_PROJECTIONS) else v) for k, v in state.items()}
 
 
 def main(argv: Sequence[str]) -> int:

@@ -6,13 +6,15 @@ Contract:
   repository's train/Epi-GraphReg.py or train/Epi-CNN.py) read with h5py alone (no
   TensorFlow): its model config (layers in the order Keras runs them) and every weight
   (``model_weights/<layer>/<layer>/<weight>:0``).
-- ``to_net(keras, model) -> nn.Module``: epx's net for ``model`` (``ARCHITECTURES``:
+- ``to_net(keras, model, channels=None) -> nn.Module``: epx's net for ``model`` (``ARCHITECTURES``:
   ``epi_graphreg`` -> ``EpiGraphReg(attention="published", layer_order="published")``,
   ``epi_cnn`` -> ``EpiCNN(layer_order="published")``), sized from the file (tracks, widths,
   heads, blocks), with every weight of the file in it, in eval mode. The Keras layers of each
   kind (Conv1D, BatchNormalization, GraphAttention) are matched in order with the epx net's
   modules of that kind in the order they run; Conv1D kernels (k, in, out) become (out, in,
   k), a head's (in, F) kernels become rows h*F:(h+1)*F of the (heads*F, in) projections.
+  ``channels[i]``: the file's input channel that the net's channel i reads (the first
+  Conv1D's input columns reordered; default: the file's order).
 - ``import_graphreg(path, out, *, model=None, overrides=()) -> JobRecord``: a job dir at
   ``out`` that ``epx predict`` / ``epx.trained.open_job`` / ``epx explain`` open like a trained
   job: ``.hydra/config.yaml`` (``conf/`` composed with ``model=`` the published recipe and the
@@ -21,8 +23,12 @@ Contract:
   test metrics; ``source`` = the file's path, sha256, Keras version and architecture).
   ``model=None`` takes the architecture the file holds.
 
-The file's tracks must be the job's marks, in order: ``mark=A+B+C`` with as many marks as the
-file has input tracks (the original's inputs are channels-last; each channel is one mark).
+The file's tracks must be the job's marks: ``mark=A+B+C`` with as many marks as the file has
+input tracks, written in the order of the file's input channels (the original's inputs are
+channels-last; each channel is one mark). epx's data hold marks in the canonical order
+(``epx.selection``), so the net's first layer reads the file's channels reordered to it
+(``epx.imports.jobdir.file_channels``); the record's ``source.channels`` lists the marks in the
+file's order.
 Every mismatch is one ``InputError`` naming what differs, before anything is written: a
 missing, truncated or non-HDF5 file, a file without a Keras model config, another
 architecture than ``model``, a layer whose settings epx's net does not have (kernel size,
@@ -43,6 +49,7 @@ from torch import nn
 
 from epx.errors import InputError
 from epx.imports.jobdir import (
+    file_channels,
     refuse_existing,
     sha256,  # noqa: F401  (re-exported: where `epx import graphreg` users found it)
     write_imported_job,
@@ -192,7 +199,7 @@ def _copy(target: torch.Tensor, value: np.ndarray, keras: KerasModel, where: str
         target.copy_(torch.from_numpy(value))
 
 
-def to_net(keras: KerasModel, model: str) -> nn.Module:
+def to_net(keras: KerasModel, model: str, channels: Sequence[int] | None = None) -> nn.Module:
     """epx's published net for ``model``, filled with the file's weights, in eval mode."""
     kwargs = net_kwargs(keras, model)
     net = (EpiGraphReg if model == "epi_graphreg" else EpiCNN)(**kwargs)
@@ -215,7 +222,10 @@ def to_net(keras: KerasModel, model: str) -> nn.Module:
                 _expect(layer.config.get("padding") == "same", keras, layer, f"has padding {layer.config.get('padding')!r}")
                 _expect(int(layer.config["kernel_size"][0]) == module.kernel_size[0], keras, layer, f"has kernel size {layer.config['kernel_size']}")
                 _expect(int(layer.config["dilation_rate"][0]) == module.dilation[0], keras, layer, f"has dilation {layer.config['dilation_rate']}")
-                _copy(module.weight, np.ascontiguousarray(w["kernel"].transpose(2, 1, 0)), keras, f"{layer.name}/kernel")
+                kernel = w["kernel"].transpose(2, 1, 0)  # (out, in, k)
+                if channels is not None and layer is layers[0]:  # the input layer: the job's mark order
+                    kernel = kernel[:, list(channels), :]
+                _copy(module.weight, np.ascontiguousarray(kernel), keras, f"{layer.name}/kernel")
                 _copy(module.bias, w["bias"], keras, f"{layer.name}/bias")
             elif kind == "BatchNormalization":
                 _expect(abs(float(layer.config.get("epsilon", eps)) - eps) < 1e-12, keras, layer, f"has epsilon {layer.config.get('epsilon')}")
@@ -278,8 +288,12 @@ def import_graphreg(path: str | Path, out: str | Path, *, model: str | None = No
     # the file decides the net (widths, heads, layer order): model.net overrides cannot change it
     OmegaConf.set_struct(cfg, False)
     OmegaConf.update(cfg, "model.net", net_kwargs(keras, model), merge=True)
+    channels = file_channels(overrides, marks)
+    if channels != sorted(channels):
+        net = to_net(keras, model, channels)
+    in_file_order = [marks[channels.index(c)] for c in range(len(marks))]
     return write_imported_job(cfg, net, out, marks=marks, fold=fold, overrides=overrides, what=path,
-                              source={"keras_version": keras.keras_version, "architecture": arch.keras_name})
+                              source={"keras_version": keras.keras_version, "architecture": arch.keras_name, "channels": in_file_order})
 
 
 def main(argv: Sequence[str]) -> int:

@@ -3,6 +3,11 @@
 Contract:
 
 - ``sha256(path) -> str``: the hex digest of a file, read in 1 MiB chunks.
+- ``file_channels(overrides, marks) -> list[int]``: for each of the job's marks (in the
+  canonical order its data holds them, ``epx.selection``), the index of the file's input
+  channel that reads it. The user's ``mark=A+B+C`` lists the file's channels in the file's
+  order; ``mark=all`` or no ``mark=`` means the canonical order. An importer reorders the
+  file's first layer's input columns with it, so each mark meets the weights trained on it.
 - ``write_imported_job(cfg, net, out, *, marks, fold, overrides, source, what) -> JobRecord``: a job dir
   at ``out`` that ``epx predict`` / ``epx.trained.open_job`` / ``epx explain`` open like a
   trained job: ``.hydra/config.yaml`` (``cfg``, already composed with the published recipe,
@@ -33,6 +38,22 @@ def sha256(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def given_marks(overrides: Sequence[str]) -> list[str] | None:
+    """The marks of the last ``mark=`` override in the order the user wrote them (None: none given)."""
+    given = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("mark=")]
+    if not given or given[-1].strip().lower() == "all":
+        return None
+    return [m.strip() for m in given[-1].strip("[] ").replace(",", "+").split("+") if m.strip()]
+
+
+def file_channels(overrides: Sequence[str], marks: Sequence[str]) -> list[int]:
+    """File channel of each job mark (module doc); ``marks`` is the validated, canonical selection."""
+    order = given_marks(overrides)
+    if order is None or sorted(order) != sorted(marks):  # 'all', a default, or what validation refused already
+        return list(range(len(marks)))
+    return [order.index(m) for m in marks]
 
 
 def refuse_existing(out: Path) -> None:
