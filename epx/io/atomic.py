@@ -32,9 +32,10 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # only a type here: importing pandas costs the `epx CMD --help` of every command
+    import pandas as pd
 
 from epx.errors import StorageError
 
