@@ -5,7 +5,9 @@ Attacks: a pickle-bomb checkpoint (``epx predict``, ``epx explain``, a job resum
 ``last.ckpt``), an injected ``_target_`` (in the recorded overrides, the saved config, or a
 command-line override), an environment interpolation (``epx diff``), an alias bomb (the saved
 config read by ``epx predict`` and by ``epx diff``), a traversal id (``cell=../../x``). One
-small linear job is trained once (in-process) and copied for each attack.
+small linear job (on a 4-chromosome synthetic folder of its own) is trained once (in-process)
+and copied for each attack; an alias bomb in a sweep dir makes its job unreadable in
+``epx summarize`` and ``epx status``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import pandas as pd
 import pytest
 import torch
 
+from epx.analysis.collect import collect_rows
 from epx.analysis.diff import DiffError, diff_text
+from epx.analysis.status import main as status_main
+from epx.analysis.summary import main as summarize_main
 from epx.config import compose
 from epx.errors import InputError
 from epx.explain.run import explain
@@ -45,13 +50,22 @@ ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 
 def _cfg(tmp: Path, folder: Path, out: Path, *extra: str):
-    return compose(job_overrides(tmp, folder, "model=linear", "mark=H3K4me3", "trainer.max_epochs=1", f"paths.output_dir={out}", *extra))
+    return compose(job_overrides(tmp, folder, "model=linear", "mark=H3K4me3", "trainer.max_epochs=1", "dataset.folds.scheme=balanced",
+                                 "dataset.folds.n_folds=4", f"paths.output_dir={out}", *extra))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def trained(small_synthetic, tmp_path_factory) -> Path:
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """4 chromosomes x 500 kb, 24 genes, one cell: every attack needs a real job, not a big one."""
+    from epx.synthetic.generate import generate
+
+    return generate(tmp_path_factory.mktemp("untrusted_data") / "tiny", seed=1, n_chroms=4, chrom_length=500_000, genes_per_chrom=6, cells=("E003",))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synthetic, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("untrusted")
-    record = train(_cfg(tmp, small_synthetic, tmp / "job"))
+    record = train(_cfg(tmp, tiny_synthetic, tmp / "job"))
     assert record.finished, record.error
     return tmp / "job"
 
@@ -97,14 +111,14 @@ def test_a_pickle_bomb_checkpoint_is_refused_by_explain_unexecuted(trained, tmp_
     assert not marker.exists() and not (job / "explain").exists()
 
 
-def test_a_pickle_bomb_last_ckpt_is_refused_when_a_job_resumes(trained, tmp_path, small_synthetic, marker):
+def test_a_pickle_bomb_last_ckpt_is_refused_when_a_job_resumes(trained, tmp_path, tiny_synthetic, marker):
     job = copy_job(trained, tmp_path)
     record = JobRecord.read(job)
     record.status = "interrupted"
     record.write(job)
     torch.save({"state_dict": {}, "loops": Bomb()}, job / "checkpoints" / "last.ckpt")
     with pytest.raises(InputError, match=r"last.ckpt: not a readable checkpoint of plain weights \(UnpicklingError: Trying to load unsupported GLOBAL posix.system whose module posix is blocked\.\)"):
-        train(_cfg(tmp_path, small_synthetic, job))
+        train(_cfg(tmp_path, tiny_synthetic, job))
     failed = JobRecord.read(job)
     assert failed.status == "failed" and "last.ckpt: not a readable checkpoint of plain weights" in failed.error
     assert not marker.exists()
@@ -161,17 +175,38 @@ def test_an_alias_bomb_is_refused_quickly_with_one_error(trained, tmp_path):
         job_config(job, [])
 
 
+def test_an_alias_bomb_in_a_sweep_dir_makes_its_job_unreadable_in_summarize_and_status(trained, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    shutil.copytree(trained, sweep / "0", dirs_exist_ok=True, ignore=shutil.ignore_patterns("predict", "explain"))
+    shutil.copytree(sweep / "0", sweep / "1")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(ALIAS_BOMB)  # walked by str(item) before bounds
+    (sweep / "1" / ".hydra" / "overrides.yaml").write_text("[]\n")
+    (sweep / "1" / SAVED_CONFIG).write_text(ALIAS_BOMB)
+    (sweep / "multirun.yaml").write_text(ALIAS_BOMB)
+    start = time.perf_counter()
+    rows = {row["job"]: row for row in collect_rows(sweep)}
+    assert {job: row["status"] for job, row in rows.items()} == {"0": "unreadable", "1": "unreadable"}
+    assert re.search(r"0/\.hydra/overrides\.yaml: its YAML anchors and aliases expand to more than 200,000 nodes", rows["0"]["error"])
+    assert re.search(r"1/\.hydra/config\.yaml: its YAML anchors and aliases expand", rows["1"]["error"])
+    assert summarize_main([str(sweep)]) == 0
+    assert status_main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable" in out and "aliases expand to more than" in out
+    assert time.perf_counter() - start < 10  # never expanded: no hang, no memory
+
+
 # ---------------------------------------------------------------- traversal ids
 
 
 @pytest.mark.parametrize("cell", ["../../x", "E003\u200b"])
-def test_a_traversal_or_whitespace_cell_id_is_refused_naming_it(trained, tmp_path, small_synthetic, cell):
+def test_a_traversal_or_whitespace_cell_id_is_refused_naming_it(trained, tmp_path, tiny_synthetic, cell):
     folder = tmp_path / "folder"
     folder.mkdir()
-    for entry in small_synthetic.iterdir():
+    for entry in tiny_synthetic.iterdir():
         if entry.name != "expression.tsv":
             (folder / entry.name).symlink_to(entry)
-    expression = pd.read_csv(small_synthetic / "expression.tsv", sep="\t")
+    expression = pd.read_csv(tiny_synthetic / "expression.tsv", sep="\t")
     expression[cell] = expression["E003"]  # the id comes from the data
     expression.to_csv(folder / "expression.tsv", sep="\t", index=False)
     before = files_under(tmp_path)
