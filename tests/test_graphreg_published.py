@@ -135,8 +135,11 @@ def test_import_writes_a_job_dir_that_opens_like_a_trained_job(tmp_path, small_s
     data = json.loads((out / "metrics.json").read_text())
     assert data["kind"] == "imported" and data["status"] == "ok" and data["n_params"] == 184_065
     assert data["source"]["sha256"] == sha256(REFERENCE / "epi_graphreg.h5") and record.model == "graphreg_published"
+    # mark= gave the file's channels in order; the job's data (and net) read them in epx's canonical order
+    assert record.marks == ["H3K4me1", "H3K4me3", "H3K27ac"] and data["source"]["channels"] == ["H3K4me3", "H3K27ac", "H3K4me1"]
     job = open_job(out)
     net = job.net().eval()
+    x = torch.from_numpy(inputs["X"][..., [2, 0, 1]]).transpose(1, 2)
     with torch.no_grad():
-        y = net(x=torch.from_numpy(inputs["X"]).transpose(1, 2), edge_index=torch.from_numpy(inputs["edges"])[[1, 0]])
+        y = net(x=x, edge_index=torch.from_numpy(inputs["edges"])[[1, 0]])
     assert _rel(y.numpy(), expected["graphreg_y"])[1] < RTOL
