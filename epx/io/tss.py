@@ -10,7 +10,9 @@ strand ``+`` or ``-``, non-empty chromosome and gene id, at least one line; any 
 the fix (``epx.io.tables``). Duplicate gene ids, chromosomes the
 signals lack and TSSs outside (or too close to the end of) their chromosome are NOT the
 reader's business: they are per-gene drop reasons, accounted for in
-``epx.data.prepare.genes``.
+``epx.data.prepare.genes`` — and so is a row that is not a 1-bp interval (``end != tss + 1``:
+a gene body or a peak given as a TSS), for which ``with_end=True`` adds the ``end`` column
+(a DataFrame source without one is taken as 1-bp).
 
 ``write_tss(df, path)`` writes a ``DataFrame[gene_id, chrom, tss, strand]`` as BED6
 (score 0, no header, rows in the frame's order), atomically.
@@ -37,11 +39,13 @@ HINT = (
 )
 
 
-def read_tss(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+def read_tss(source: str | Path | pd.DataFrame, *, with_end: bool = False) -> pd.DataFrame:
     where = "the TSS table"
     if isinstance(source, pd.DataFrame):
         df = source[COLUMNS].copy()
         _check_frame(df, where)
+        if with_end:
+            df["end"] = source["end"].to_numpy() if "end" in source else df["tss"].to_numpy() + 1
     else:
         path = Path(source)
         where = str(path)
@@ -51,10 +55,13 @@ def read_tss(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         rows.check_width(6, expected=BED6)
         chrom = rows.texts(0, "chromosome")
         tss = rows.integers(1, "start")
-        rows.ordered(tss, rows.integers(2, "end"), "start", "end")
+        end = rows.integers(2, "end")
+        rows.ordered(tss, end, "start", "end")
         gene_id = rows.texts(3, "gene id")
         strand = rows.choice(5, "strand", ["+", "-"])
         df = pd.DataFrame({"gene_id": gene_id, "chrom": chrom, "tss": tss, "strand": strand})
+        if with_end:
+            df["end"] = end
     df["gene_id"] = normalise_gene_ids(df["gene_id"].astype(str))
     return df.reset_index(drop=True)
 

@@ -9,6 +9,8 @@ usable genes: ``gene_id, chrom, tss, strand, rpkm, target, label``, TSS-file ord
 
 - ``duplicate_id``: a gene id seen again (the first row is kept);
 - ``excluded_chrom``: on a chromosome matching ``exclude_chroms`` (chrM, unplaced/alt contigs);
+- ``tss_not_1bp``: the row is not a 1-bp interval (``end != start + 1``: a gene body, a
+  peak or a promoter region given as a TSS; which base is the TSS is unknown);
 - ``chrom_not_in_signals``: the chromosome, in every spelling (``epx.io.naming.reconcile``;
   only as written with ``exact_names``), is absent from the chrom sizes or from every
   requested mark's bigWig (``signal_chroms``);
@@ -75,6 +77,10 @@ REASONS: dict[str, Reason] = {
         "lie on chromosomes excluded by data.exclude_chroms (mitochondrion, unplaced or alt contigs)",
         "set data.exclude_chroms=[] to keep them",
         chosen=True,
+    ),
+    "tss_not_1bp": Reason(
+        "have a TSS row that is not a 1-bp interval (end != start + 1: a gene body or a region, not a TSS)",
+        "give one base per gene (start = the 0-based TSS, end = start + 1), e.g. rebuild the file with `epx convert gtf`",
     ),
     "chrom_not_in_signals": Reason(
         "lie on chromosomes that the signals do not have",
@@ -245,7 +251,7 @@ def account_genes(
     table = read_expression_table(expression_source)
     expression_file = table.attrs.get("source", "the expression table")
     rpkm = read_expression(table, cell)
-    tss = read_tss(tss_source)
+    tss = read_tss(tss_source, with_end=True)
     n_tss = len(tss)
     in_tss = set(tss["gene_id"])
     parts: list[pd.DataFrame] = []
@@ -259,6 +265,10 @@ def account_genes(
 
     drop(tss["gene_id"].duplicated().to_numpy(), "duplicate_id")
     drop(_excluded(tss["chrom"], exclude_chroms), "excluded_chrom")
+    wide = (tss["end"] - tss["tss"]).to_numpy(np.int64) != 1
+    if wide.any():
+        drop(wide, "tss_not_1bp", np.array([f"[{start:,}, {end:,}): {end - start:,} bp" for start, end in zip(tss["tss"], tss["end"])], dtype=object))
+    tss = tss.drop(columns="end")
 
     names, renaming = rename_column(tss["chrom"], chrom_sizes, what=tss_file, exact=exact_names)
     renaming.log()

@@ -10,7 +10,9 @@ pCREs, GraphReg's graph) sees the same contacts and no input builder filters on 
 ``prepare_contacts(raw, contact_filter, chroms, what=, exact=False) -> (contacts,
 InteractionAccount)``: both anchors' chromosome names mapped to the signals' naming per row
 (``epx.io.naming.rename_column``), rows whose chromosome is in no spelling of ``chroms``
-left out and counted, then the filter. ``account.link(genes, tolerance_bp)`` counts the
+left out and counted (``unknown_chrom``); when ``chroms`` is a mapping of chromosome sizes,
+rows with an anchor that ends past its chromosome's end (another assembly, a shifted file)
+left out, counted (``off_chrom``) and logged with examples, never used; then the filter. ``account.link(genes, tolerance_bp)`` counts the
 contacts with an anchor at a used gene's promoter (TSS ± tolerance, the partner elsewhere;
 ``epx.data.inputs.pcres.gene_links``) and the genes with at least one such link;
 ``account.check()`` refuses a file of which no row reaches any gene — a distal model would
@@ -20,7 +22,8 @@ fix. ``account.summary()`` is the job record's ``interactions``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +31,8 @@ import pandas as pd
 
 from epx.errors import InputError
 from epx.io.naming import Renaming, rename_column
+
+log = logging.getLogger(__name__)
 
 SCORE_FILTERS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "frequency": np.greater_equal,
@@ -83,6 +88,7 @@ class InteractionAccount:
     rule: str  # the threshold, as the user sets it
     read: int = 0
     unknown_chrom: int = 0
+    off_chrom: int = 0  # rows with an anchor past its chromosome's end
     kept: int = 0
     matched: int | None = None
     genes_linked: int | None = None
@@ -102,6 +108,8 @@ class InteractionAccount:
         out = {"file": self.file, "read": self.read, "kept": self.kept, "matched": self.matched, "genes_linked": self.genes_linked}
         if self.unknown_chrom:
             out["unknown_chrom"] = self.unknown_chrom
+        if self.off_chrom:
+            out["off_chrom"] = self.off_chrom
         renamed = sum(r.n_renamed for r in self.renaming)
         if renamed:
             out["renamed"] = renamed
@@ -119,8 +127,10 @@ class InteractionAccount:
         lost = []
         if self.unknown_chrom:
             lost.append(f"{self.unknown_chrom} on chromosomes the signals do not have")
-        if self.read - self.unknown_chrom > self.kept:
-            lost.append(f"{self.read - self.unknown_chrom - self.kept} below the threshold ({self.rule})")
+        if self.off_chrom:
+            lost.append(f"{self.off_chrom} with an anchor beyond its chromosome's end")
+        if self.read - self.unknown_chrom - self.off_chrom > self.kept:
+            lost.append(f"{self.read - self.unknown_chrom - self.off_chrom - self.kept} below the threshold ({self.rule})")
         lost.append(f"{self.kept} kept, none with an anchor within {self.tolerance_bp:,} bp of the TSS of any of the {self.genes} genes")
         raise InputError(
             f"{self.file}: none of its {self.read} interactions reaches a gene ({'; '.join(lost)}). A distal model would run "
@@ -144,6 +154,30 @@ def prepare_contacts(
             account.renaming.append(renaming)
         account.unknown_chrom = int((~known).sum())
         raw = raw[known].reset_index(drop=True)
+        if isinstance(chroms, Mapping) and len(raw):
+            raw = _drop_off_chrom(raw, chroms, account)
     contacts = contact_filter.apply(raw)
     account.kept = len(contacts)
     return contacts, account
+
+
+def _drop_off_chrom(raw: pd.DataFrame, sizes: Mapping[str, int], account: InteractionAccount) -> pd.DataFrame:
+    """``raw`` without the rows of which an anchor ends past its chromosome's end (counted in
+    ``account.off_chrom`` and logged): such a contact is from another assembly and would
+    point at bins that do not exist."""
+    off, sizes = np.zeros(len(raw), bool), dict(sizes)
+    for side in ("1", "2"):
+        length = raw[f"chrom{side}"].map(sizes).to_numpy(np.int64)
+        off |= raw[f"end{side}"].to_numpy(np.int64) > length
+    account.off_chrom = int(off.sum())
+    if not off.any():
+        return raw
+    examples = "; ".join(
+        f"{row.chrom1}:{row.start1:,}-{row.end1:,} / {row.chrom2}:{row.start2:,}-{row.end2:,}" for row in raw[off].head(3).itertuples()
+    )
+    log.warning(
+        "%s: %d of %d interactions have an anchor beyond its chromosome's end (e.g. %s); left out. "
+        "Use an interactions file of the same genome assembly as the signals",
+        account.file, account.off_chrom, account.read, examples,
+    )  # fmt: skip
+    return raw[~off].reset_index(drop=True)
