@@ -14,7 +14,10 @@ with each other). Datasets:
   are convolutional + graph attention, window-agnostic): the same code as 6 Mb, 6x less work.
   The E003 slice does not fit GraphReg: whole hg19 chromosomes in 6 Mb windows for 100 genes.
 
-Tests that need ``../shared`` skip, naming it, where it is absent.
+Tests that need ``../shared`` skip, naming it, where it is absent. The end-to-end tests are
+``slow`` (each runs a 5.3 M-parameter or 6-window model over every gene, then captum); the
+default suite keeps the mark-order check (``pytest -m slow tests/test_imported_jobs.py`` runs
+the rest, ~3.5 min on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def chromoformer_e003(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # ~60 s on 2 shared cores (25-30 s idle): import, epx predict over 100 genes, epx explain
 def test_imported_chromoformer_predicts_and_explains_on_the_e003_slice(chromoformer_e003):
     out = chromoformer_e003
     predicted, predictions = _predict_and_explain(out, *SMALL_EXPLAIN)
