@@ -259,27 +259,30 @@ def test_net_shapes_gradients_reset_and_repr(name):
 
 @pytest.mark.slow  # two forward and backward passes of the base: ~10-20 s on 2 busy cores
 def test_checkpointing_changes_memory_not_results():
+    """Checkpointed groups of one chunk give the base the same outputs and gradients (dropout
+    off, BatchNorm on its running statistics, so grouping chunks changes no statistic)."""
     make, inputs, _ = NETS["SeqGraphRegEndToEnd"]
     torch.manual_seed(0)
     plain = make()
-    for m in plain.modules():  # dropout off: the two runs must draw nothing
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    ckpt = SeqGraphRegEndToEnd(n_tracks=2, chunk_bp=5000, d=16, heads=2, gat_dim=8, n_dilated=2, checkpointing=True)
+    ckpt = SeqGraphRegEndToEnd(n_tracks=2, chunk_bp=5000, d=16, heads=2, gat_dim=8, n_dilated=2, checkpoint_chunks=1)
     ckpt.load_state_dict(plain.state_dict())
-    for m in ckpt.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    plain.checkpointing = False
     batch = inputs()
-    grads = []
+    outs, grads = [], []
     for net in (plain, ckpt):
         net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.eval()
         out = net(**batch)
         (out["counts"].sum() + out["tracks"].sum()).backward()
-        grads.append([p.grad.clone() for p in net.parameters()])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        outs.append(out)
+        grads.append([p.grad.clone() for p in net.base.parameters()])
+    for key in ("counts", "tracks"):
+        torch.testing.assert_close(outs[0][key], outs[1][key])
+    for a, b in zip(*grads):  # float sums in another order: equal up to rounding
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max()) + 1e-7)
 
 
 # ----------------------------------------------------------------------------- end-to-end mode

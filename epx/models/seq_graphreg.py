@@ -18,13 +18,14 @@ mark encoder replaced by ``nn.Identity``: its GAT layers, BatchNorms, dropout an
   base's batch (60 chunks of 100 kb per 6 Mb window, as published); the chunks' bottlenecks
   side by side are the window's (B, 64, W / 100) input to the graph half, and the base's
   heads predict the T epigenome tracks per bin (the objective weighs both losses,
-  ``epx.train.joint``). ``checkpointing=True`` (training only) runs each stage of the base's
-  conv tower under ``torch.utils.checkpoint`` (non-reentrant): only each stage's input is
-  kept for the backward pass and the stage is recomputed there, which bounds the memory of a
-  6 Mb window by its largest stage instead of the whole tower. Every stage still sees all the
-  window's chunks at once, so BatchNorm's batch statistics are those of the 60 chunks either
-  way; the recomputation updates the running statistics a second time per step (a known
-  effect of checkpointing BatchNorm; the estimate they converge to is the same).
+  ``epx.train.joint``). ``checkpoint_chunks=k`` (training only; 0 = off): the base runs
+  over the window's chunks in groups of k, each group under ``torch.utils.checkpoint``
+  (non-reentrant), so only each group's one-hot input and its outputs are kept for the
+  backward pass and the group's conv tower is recomputed there: the peak memory of a window
+  is that of k chunks, not of all of them. BatchNorm's batch statistics are then a group's
+  (k chunks) instead of the window's 60, and the recomputation updates the running statistics
+  a second time per step (a known effect of checkpointing BatchNorm); with 0, the base sees
+  all the window's chunks as one batch, as published, and keeps every activation.
 
 ``reset_parameters()`` redraws every layer (PyTorch's and PyG's initialisation, BatchNorm
 statistics included); ``extra_repr`` names the hyper-parameters.
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint_sequential
+from torch.utils.checkpoint import checkpoint
 
 from epx.models.graphreg import EpiGraphReg
 from epx.models.graphreg_blocks import BINS_PER_NODE
@@ -146,12 +147,14 @@ class SeqGraphRegEndToEnd(nn.Module):
         dropout: float = 0.5,
         attention: str = "gat",
         output: str = "exp",
-        checkpointing: bool = True,
+        checkpoint_chunks: int = 0,
     ) -> None:
         super().__init__()
         if chunk_bp <= 0 or chunk_bp % 100:
             raise ValueError(f"chunk_bp must be a positive multiple of 100, got {chunk_bp}")
-        self.n_tracks, self.chunk_bp, self.checkpointing = n_tracks, int(chunk_bp), bool(checkpointing)
+        if checkpoint_chunks < 0:
+            raise ValueError(f"checkpoint_chunks must be >= 0 (0: no checkpointing), got {checkpoint_chunks}")
+        self.n_tracks, self.chunk_bp, self.checkpoint_chunks = n_tracks, int(chunk_bp), int(checkpoint_chunks)
         self.base = SeqCNNBase(n_tracks=n_tracks, dropout=base_dropout, dilated=dilated, n_dilated=n_dilated, output=output)
         self.graph = SeqGraphReg(bottleneck_channels=BOTTLENECK, d=d, n_gat_layers=n_gat_layers, heads=heads, gat_dim=gat_dim,
                                  dropout=dropout, attention=attention, output=output)
@@ -160,18 +163,20 @@ class SeqGraphRegEndToEnd(nn.Module):
         reset_submodules(self)
 
     def extra_repr(self) -> str:
-        return f"n_tracks={self.n_tracks}, chunk_bp={self.chunk_bp}, checkpointing={self.checkpointing}"
+        return f"n_tracks={self.n_tracks}, chunk_bp={self.chunk_bp}, checkpoint_chunks={self.checkpoint_chunks}"
 
-    def _bottleneck(self, chunks: torch.Tensor) -> torch.Tensor:
-        stages = self.base.encoder
-        if self.checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint_sequential(stages, len(stages), chunks, use_reentrant=False)
-        return self.base.bottleneck(chunks)
+    def _base(self, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, 4, chunk_bp) -> the bottleneck (K, 64, n) and the base's predicted tracks (K, T, n)."""
+        h = self.base.bottleneck(chunks)
+        blocks = self.base.blocks(h)
+        return h, self.base.link(torch.cat([head(blocks) for head in self.base.heads], dim=1))
 
-    def _tracks(self, h: torch.Tensor) -> torch.Tensor:
-        """(K, 64, n) bottleneck -> (K, T, n) the base's predicted tracks (its blocks and heads)."""
-        h = self.base.blocks(h)
-        return self.base.link(torch.cat([head(h) for head in self.base.heads], dim=1))
+    def _run_base(self, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.checkpoint_chunks
+        if not k or not (self.training and torch.is_grad_enabled()):
+            return self._base(chunks)
+        parts = [checkpoint(self._base, group, use_reentrant=False) for group in chunks.split(k)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def forward(
         self,
@@ -192,9 +197,9 @@ class SeqGraphRegEndToEnd(nn.Module):
         b, _, w = x.shape
         k = w // self.chunk_bp
         chunks = x.reshape(b, N_BASES, k, self.chunk_bp).transpose(1, 2).reshape(b * k, N_BASES, self.chunk_bp)
-        h = self._bottleneck(chunks)  # (B * K, 64, n)
+        h, tracks = self._run_base(chunks)  # (B * K, 64, n), (B * K, T, n)
         n = h.shape[2]
-        tracks = self._tracks(h).reshape(b, k, self.n_tracks, n).transpose(1, 2).reshape(b, self.n_tracks, k * n)
+        tracks = tracks.reshape(b, k, self.n_tracks, n).transpose(1, 2).reshape(b, self.n_tracks, k * n)
         window = h.reshape(b, k, BOTTLENECK, n).transpose(1, 2).reshape(b, BOTTLENECK, k * n)
         out = self.graph(bottleneck=window, edge_index=edge_index, return_attention=return_attention)
         if return_attention:
