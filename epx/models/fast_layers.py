@@ -16,6 +16,9 @@ there (measured in ``benchmarks/bench_step.py``, one thread):
   of a length that the kernel divides is a max over the last axis of a ``(..., L // k, k)``
   view, which is faster than the stock pooling kernel on CPU and routes the gradient to one
   maximum of each window, as the stock pool does. Anything else runs the stock kernel.
+
+Under ``torch.compile`` both run the stock layer, which the compiler fuses and draws its own
+random numbers for (``compute.compile=true``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: any shape -> the same shape."""
-        if not self.training or x.device.type != "cpu" or not 0.0 < self.p < 1.0 or self.inplace:
+        if (not self.training or x.device.type != "cpu" or not 0.0 < self.p < 1.0 or self.inplace
+                or torch.compiler.is_compiling()):
             return super().forward(x)
         n = x.numel()
         # random_(from) fills [from, int64 max]: with from = int64 min, every 32-bit half is uniform
@@ -49,6 +53,7 @@ class MaxPool1d(nn.MaxPool1d):
         return (
             x.device.type == "cpu" and x.dim() == 3 and self.stride == k and self.padding == 0
             and self.dilation == 1 and not self.return_indices and x.shape[-1] % k == 0
+            and not torch.compiler.is_compiling()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
