@@ -266,9 +266,19 @@ def test_not_a_sweep_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_main_prints_both_paths(mixed_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _after_table(out: str) -> list[str]:
+    """``epx summarize``'s lines after its summary table (issue 24): the paths, then W&B's."""
+    lines = out.splitlines()
+    end = max(i for i, line in enumerate(lines) if re.match(r"^\d+ jobs: ", line))
+    while end + 1 < len(lines) and lines[end + 1].startswith("  "):  # the failed/missing jobs named
+        end += 1
+    return lines[end + 1 :]
+
+
+def test_main_prints_the_table_then_both_paths(mixed_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(mixed_sweep)]) == 0
-    assert capsys.readouterr().out.split() == [str(mixed_sweep / "summary.csv"), str(mixed_sweep / "summary.png")]
+    out = capsys.readouterr().out
+    assert out.startswith("job ") and _after_table(out) == [str(mixed_sweep / "summary.csv"), str(mixed_sweep / "summary.png")]
 
 
 def test_callback_summarizes_a_real_multirun_with_a_failed_job(tmp_path: Path) -> None:
@@ -514,7 +524,7 @@ def test_summarize_logs_table_and_heatmap_as_one_wandb_run(mixed_sweep: Path) ->
             capture_output=True, text=True, cwd=mixed_sweep.parent, env=offline_env(), timeout=180,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout.splitlines())
+        outputs.append(_after_table(result.stdout))
     group = f"{mixed_sweep.parent.name}_{mixed_sweep.name}"  # epx.run.identity's group of this sweep dir
     first = outputs[0]
     assert first[:2] == [str(mixed_sweep / "summary.csv"), str(mixed_sweep / "summary.png")]
@@ -555,7 +565,7 @@ def test_summary_run_group_is_the_jobs_group(mixed_sweep: Path) -> None:
 def test_summarize_logs_nothing_when_logging_is_off(mixed_sweep: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main([str(mixed_sweep), "--no-wandb"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len(_after_table(capsys.readouterr().out)) == 2
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert main([str(mixed_sweep), "--wandb"]) == 0
     assert "WANDB_MODE=disabled" in capsys.readouterr().err
@@ -565,5 +575,5 @@ def test_summarize_logs_nothing_when_logging_is_off(mixed_sweep: Path, monkeypat
         record.wandb = None
         record.write(mixed_sweep / job)
     assert main([str(mixed_sweep)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len(_after_table(capsys.readouterr().out)) == 2
     assert not (mixed_sweep / "wandb").exists()
