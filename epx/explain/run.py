@@ -182,7 +182,11 @@ def _attention_of(job):
 
 
 def _check_attention(job, options) -> None:
-    if _attention_of(job) is None:
+    import inspect
+
+    # Epi-CNN shares GraphReg's adapter (its windows and graph) but has no attention to return
+    has_attention = "return_attention" in inspect.signature(job.net.forward).parameters
+    if _attention_of(job) is None or not has_attention:
         raise InputError(f"analysis attention applies to Chromoformer (pCRE attention) and GraphReg (GAT edges), not to model {job.model!r}")
 
 
