@@ -40,6 +40,8 @@ def test_models_compose_and_build(tmp_path, model, task):
     assert objective.name == task
     module = instantiate(cfg.model.module, net=net, objective=objective)
     assert module.n_params > 0
+    if cfg.model.get("contract"):  # its builder needs what this test lacks (Seq-GraphReg: a trained base job)
+        pytest.skip(f"{model}'s builder is checked in {cfg.model.contract}")
     builder = instantiate(cfg.model.inputs)
     assert callable(builder)
 

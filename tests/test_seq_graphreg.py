@@ -206,6 +206,18 @@ def test_explain_attributes_the_bottleneck_bins(sg_job):
     assert layout.bin_bp == 100 and layout.start.shape == (2, BINS)
 
 
+def test_predict_rescores_it_on_another_cell_from_the_cached_bottlenecks(sg_job, base_job):
+    from epx.predict import predict
+
+    cache = next((base_job / "bottlenecks").glob("bottlenecks-*.h5"))
+    before = cache.stat().st_mtime_ns
+    record = predict(sg_job, ["cell=E114"])
+    assert record.finished and record.cell == "E114" and record.model == "seq_graphreg"
+    other = pd.read_csv(sg_job / "predict" / "cell=E114" / "predictions.csv")
+    assert set(other.split) == {"train", "val", "test"}
+    assert cache.stat().st_mtime_ns == before, "the same DNA and base: nothing is recomputed or rewritten"
+
+
 # ----------------------------------------------------------------------------- nets
 
 
