@@ -310,7 +310,10 @@ class EpxDataModule(L.LightningDataModule):
         if tracks is None:
             return
         headers = {mark: read_chrom_sizes(self.spec.signal_path(cell, mark)) for mark in self.marks}
-        account = signal_account(cell, tracks.tracks, genes, self.marks, self.bin_bp, self.reach_bp, headers, exact=self.spec.exact_names)
+        window = self.inputs.intervals(genes, base_bp=self.bin_bp)
+        account = signal_account(
+            cell, tracks.tracks, genes, self.marks, self.bin_bp, self.reach_bp, headers, exact=self.spec.exact_names, bounds=window.bounds()
+        )
         account.log()
         self.signal_accounts[cell] = account
         account.check(self.max_silent_fraction, {mark: self.spec.signal_path(cell, mark) for mark in self.marks})

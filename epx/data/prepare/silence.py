@@ -7,8 +7,8 @@ Contract:
   header and, when the dataset has one, the FASTA: a chromosome both name with different
   lengths is one ``InputError`` naming both files and both lengths (reads would otherwise stop
   at the shorter one, and genes past it be blamed on the TSS annotation).
-- ``signal_account(tracks, genes, marks, bin_bp, reach_bp, headers) -> SignalAccount``: per
-  mark, the used genes whose whole window (TSS ± ``reach_bp``) reads zero, the gene
+- ``signal_account(tracks, genes, marks, bin_bp, reach_bp, headers, bounds=) -> SignalAccount``: per
+  mark, the used genes whose whole window (``bounds``: the builder's ``intervals``; else TSS ± ``reach_bp``) reads zero, the gene
   chromosomes missing from the mark's bigWig header, and those in the header with no coverage
   at all (every bin zero). ``tracks``: ``{chrom: (n_bins, M)}`` bin means as the cache holds
   them. ``account.summary()`` is the job record's ``signals``; ``account.rows()`` the
@@ -123,8 +123,15 @@ def signal_account(
     headers: Mapping[str, Iterable[str]],
     *,
     exact: bool = False,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SignalAccount:
+    # bounds: (N,) start/end bp of each gene's window as its builder reads it (GeneIntervals);
+    # without them TSS ± reach_bp. A GraphReg gene reads a whole tile, not TSS ± 0.
     account = SignalAccount(cell, len(genes), {m: MarkSilence() for m in marks})
+    if bounds is None:
+        tss = genes["tss"].to_numpy(np.int64)
+        bounds = (tss - reach_bp, tss + reach_bp + 1)
+    genes = genes.assign(_lo=np.asarray(bounds[0], np.int64), _hi=np.asarray(bounds[1], np.int64))
     per_chrom = genes["chrom"].value_counts().to_dict()
     for j, mark in enumerate(marks):
         silence = account.marks[mark]
@@ -138,8 +145,8 @@ def signal_account(
             if chrom in present and not np.any(column):
                 silence.chroms_empty[str(chrom)] = len(rows)
             nonzero = np.concatenate([[0], np.cumsum(column != 0)])  # prefix counts: a window's count in O(1)
-            lo = np.clip((rows["tss"].to_numpy(np.int64) - reach_bp) // bin_bp, 0, column.shape[0])
-            hi = np.clip((rows["tss"].to_numpy(np.int64) + reach_bp) // bin_bp + 1, 0, column.shape[0])
+            lo = np.clip(rows["_lo"].to_numpy(np.int64) // bin_bp, 0, column.shape[0])
+            hi = np.clip((rows["_hi"].to_numpy(np.int64) - 1) // bin_bp + 1, 0, column.shape[0])
             silent = nonzero[hi] == nonzero[lo]
             silence.genes_silent += int(silent.sum())
             if len(silence.examples) < 3:
