@@ -59,7 +59,10 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["train"]:  # Hydra configures logging for training itself
+        from epx.console import quiet_commands
+
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        quiet_commands()
     parser = argparse.ArgumentParser(
         prog="epx",
         description="epx: Hydra-configured experiments that predict gene expression from histone-mark ChIP-seq.",

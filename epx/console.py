@@ -10,6 +10,7 @@ Contract
   about the job (``NOISE``, each named with why it is safe to drop). The others are fixed at
   their cause where epx causes them (``epx.train.loggers``: no ``anonymous=`` for W&B; every
   checkpoint loaded with ``weights_only``).
+- ``quiet_commands()``: the same for the other ``epx`` commands (``epx.cli.main``).
 - ``progress_bars_wanted() -> bool``: a progress bar only on a terminal; in a log file a
   job gets one line per epoch instead (``EpochLine``, a Lightning callback).
 - ``closing_line(record, job_dir) -> str``: the one line a job ends with: status, the primary
@@ -54,6 +55,23 @@ class _DropMatching(logging.Filter):
 _done = False
 
 
+def _filter_noise() -> None:
+    for category, module, message, _why in NOISE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    for name, pattern, _why in NOISE_RECORDS:
+        logging.getLogger(name).addFilter(_DropMatching(pattern))
+    logging.captureWarnings(True)
+
+
+def quiet_commands() -> None:
+    """The same for the other ``epx`` commands (``predict``, ``explain``, ...), which log to
+    stderr through ``logging.basicConfig`` and import Lightning later, if at all: Lightning's
+    lines stop at its own handler (``propagate = False`` on the ``lightning`` logger, set
+    before Lightning adds the handler) instead of printing twice."""
+    logging.getLogger("lightning").propagate = False
+    _filter_noise()
+
+
 def quiet_third_party() -> None:
     """See the module doc; safe to call more than once."""
     global _done
@@ -66,11 +84,7 @@ def quiet_third_party() -> None:
             lightning_logger.removeHandler(handler)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).propagate = True
-    for category, module, message, _why in NOISE_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category, module=module)
-    for name, pattern, _why in NOISE_RECORDS:
-        logging.getLogger(name).addFilter(_DropMatching(pattern))
-    logging.captureWarnings(True)
+    _filter_noise()
 
 
 def progress_bars_wanted(stream: Any = None) -> bool:

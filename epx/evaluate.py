@@ -27,6 +27,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from epx.console import progress_bars_wanted
 from epx.io.atomic import write_csv, write_json
 from epx.train.predictions import metrics_of_test, prediction_table
 
@@ -46,6 +47,8 @@ def evaluation_trainer(trainer_cfg: DictConfig, *, logger, root: Path) -> L.Trai
         callbacks=[],
         enable_checkpointing=False,
         default_root_dir=str(root),
+        # a bar only on a terminal (epx.console): in a log file its redraws are noise
+        enable_progress_bar=bool(trainer_cfg.get("enable_progress_bar", True)) and progress_bars_wanted(),
     )
 
 

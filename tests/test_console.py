@@ -141,3 +141,17 @@ def test_smoke_runs_are_marked_and_left_out_of_summaries(tmp_path, capsys):
     assert "1 jobs: 1 ok" in table
     assert summarize([str(sweep), "--no-wandb", "--include-smoke"]) == 0
     assert "pearson -0.3400" in capsys.readouterr().out
+
+
+def test_other_commands_print_lightning_lines_once():
+    code = (
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')\n"
+        "from epx.console import quiet_commands\n"
+        "quiet_commands()\n"
+        "import lightning.pytorch\n"
+        "logging.getLogger('lightning.pytorch.utilities.rank_zero').info('hello once')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (proc.stdout + proc.stderr).count("hello once") == 1
