@@ -25,7 +25,8 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as _instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import epx
@@ -46,6 +47,21 @@ log = logging.getLogger(__name__)
 
 # overrides that say where things are, not what the job is: left out of the W&B run name
 NAME_SKIP = ("paths.", "hydra.", "dataset.root=", "dataset.files.")
+
+
+def instantiate(config, *args, **kwargs):
+    """Hydra's ``instantiate`` that lets an ``InputError`` raised inside a target (a missing base
+    job, a bad window geometry) reach the user as itself, not wrapped in Hydra's
+    ``InstantiationException`` with the target's path in front of it."""
+    try:
+        return _instantiate(config, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, InputError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def job_dir(cfg: DictConfig) -> Path:
