@@ -300,7 +300,7 @@ def test_two_grids_started_at_once_under_one_sweep_name_one_is_refused(tmp_path,
     errors = [line for line in outputs[2].splitlines() if line.startswith("epx: error:")]
     assert len(errors) == 1 and "holds another grid" in errors[0] and "sweep=<name>" in errors[0], outputs[2][-3000:]
     sweep = tmp_path / "outputs" / "sweeps" / "race"
-    rows = collect_rows(sweep)  # the winner's one job, nothing of the refused grid
+    rows = collect_rows(sweep, include_smoke=True)  # the winner's one (smoke) job, nothing of the refused grid
     assert len(rows) == 1 and rows[0]["status"] == "ok", rows
 
 

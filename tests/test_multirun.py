@@ -25,7 +25,7 @@ def sweep(small_synthetic, tmp_path_factory):
             sys.executable, "launch.py", "-m",
             "cell=E003,E114", "mark=H3K4me3,H3K4me3+H3K27ac", "fold=0",
             "dataset=folder", f"dataset.root={small_synthetic}",
-            f"paths.cache_dir={root / 'cache'}", "trainer=debug",
+            f"paths.cache_dir={root / 'cache'}", "trainer=cpu", "trainer.max_epochs=1",  # not a smoke run: summaries keep it
             f"hydra.sweep.dir={root / 'grid'}",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
@@ -62,7 +62,7 @@ def test_offline_wandb_run_reads_back(sweep):
     assert len(files) == 1
     run = read_run(files[0])
     assert run["group"] == f"{sweep.parent.name}_{sweep.name}"
-    assert run["name"] == "cell=E003,mark=H3K4me3,fold=0,dataset=folder,trainer=debug"
+    assert run["name"] == "cell=E003,mark=H3K4me3,fold=0,dataset=folder,trainer=cpu,trainer.max_epochs=1"
     assert run["job_type"] == "promoter_cnn"
     assert {"cell:E003", "mark:H3K4me3", "fold:0", "model:promoter_cnn"} <= set(run["tags"])
     assert run["config"]["cell"] == "E003" and run["config"]["model"]["name"] == "promoter_cnn"
