@@ -234,7 +234,11 @@ def _import(rest: list[str]) -> int:
     if not rest or rest[0] not in importers:
         print(f"epx: error: epx import needs a source: one of {sorted(importers)} (epx import graphreg MODEL.h5, epx import chromoformer STATE_DICT.pt)", file=sys.stderr)
         return 2
-    return importlib.import_module(importers[rest[0]]).main(rest[1:]) or 0
+    from epx.imports.cli import (
+        main as run_import,  # parses before the importer (torch) loads
+    )
+
+    return run_import(rest[0], rest[1:])
 
 
 def _roadmap(argv: list[str]) -> int:

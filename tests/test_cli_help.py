@@ -119,3 +119,36 @@ def test_commands_that_log_share_the_wandb_flags(name):
     assert set(flags) == {"--wandb", "--no-wandb"}
     assert flags["--wandb"].default is None  # auto: when the jobs logged to W&B
     assert flags["--wandb"].help.startswith("log to W&B (default: when the jobs did")
+
+
+def test_import_help_of_each_source_answers_without_torch_and_its_choices_are_the_importers():
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from epx.cli import main\n"
+        "out = {}\n"
+        "for source in ('graphreg', 'chromoformer'):\n"
+        "    buf = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buf):\n"
+        "        try:\n"
+        "            main(['import', source, '--help'])\n"
+        "        except SystemExit as exit:\n"
+        "            pass\n"
+        "    out[source] = buf.getvalue()\n"
+        f"out['heavy'] = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out.pop("heavy") == []
+    assert out["graphreg"].startswith("usage: epx import graphreg") and "--model" in out["graphreg"]
+    assert out["chromoformer"].startswith("usage: epx import chromoformer") and "--task" in out["chromoformer"]
+    from epx.imports.chromoformer import TASKS
+    from epx.imports.cli import SOURCES
+    from epx.imports.graphreg import ARCHITECTURES
+
+    def choices(source, dest):
+        return next(a.choices for a in SOURCES[source][0]()._actions if a.dest == dest)
+
+    assert sorted(choices("graphreg", "model")) == sorted(ARCHITECTURES)
+    assert sorted(choices("chromoformer", "task")) == sorted(TASKS.values())

@@ -304,21 +304,7 @@ def reorder_marks(state: Mapping[str, Tensor], channels: Sequence[int]) -> dict[
 
 
 def main(argv: Sequence[str]) -> int:
-    """``epx import chromoformer STATE_DICT.pt [--task classification|regression] [--out DIR] [key=value ...]``."""
-    import argparse
-    import sys
+    """``epx import chromoformer ...`` (its command line lives in ``epx.imports.cli``, parsed before torch loads)."""
+    from epx.imports.cli import main as run
 
-    parser = argparse.ArgumentParser(prog="epx import chromoformer",
-                                     description="Import a trained Chromoformer state_dict (.pt, the published format) as an epx job dir.")
-    parser.add_argument("file", type=Path, help="torch.save of the published ChromoformerClassifier / ChromoformerRegressor state_dict()")
-    parser.add_argument("--task", choices=sorted(TASKS.values()), help="the task the file must hold (default: what its head holds)")
-    parser.add_argument("--out", type=Path, help="the job dir to write (default: outputs/imported/<file stem>)")
-    args, overrides = parser.parse_known_args(list(argv))
-    out = args.out or Path("outputs") / "imported" / args.file.stem
-    try:
-        record = import_chromoformer(args.file, out, task=args.task, overrides=overrides)
-    except InputError as err:
-        print(f"epx: error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.file} -> {out} ({record.model}, {record.task}, {record.n_params:,} parameters, marks {record.mark})")
-    return 0
+    return run("chromoformer", argv)

@@ -297,20 +297,7 @@ def import_graphreg(path: str | Path, out: str | Path, *, model: str | None = No
 
 
 def main(argv: Sequence[str]) -> int:
-    """``epx import graphreg MODEL.h5 [--model epi_graphreg|epi_cnn] [--out DIR] [key=value ...]``."""
-    import argparse
-    import sys
+    """``epx import graphreg ...`` (its command line lives in ``epx.imports.cli``, parsed before torch loads)."""
+    from epx.imports.cli import main as run
 
-    parser = argparse.ArgumentParser(prog="epx import graphreg", description="Import a trained Keras Epi-GraphReg / Epi-CNN (.h5) as an epx job dir.")
-    parser.add_argument("file", type=Path, help="the .h5 that the GraphReg repository's model.save(...) wrote")
-    parser.add_argument("--model", choices=sorted(ARCHITECTURES), help="the architecture the file must hold (default: what it holds)")
-    parser.add_argument("--out", type=Path, help="the job dir to write (default: outputs/imported/<file stem>)")
-    args, overrides = parser.parse_known_args(list(argv))
-    out = args.out or Path("outputs") / "imported" / args.file.stem
-    try:
-        record = import_graphreg(args.file, out, model=args.model, overrides=overrides)
-    except InputError as err:
-        print(f"epx: error: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.file} -> {out} ({record.model}, {record.n_params:,} parameters, marks {record.mark})")
-    return 0
+    return run("graphreg", argv)

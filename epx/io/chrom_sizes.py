@@ -33,7 +33,8 @@ def read_chrom_sizes(source: str | Path | Mapping[str, int]) -> dict[str, int]:
         return {str(k): int(v) for k, v in source.items()}
     path = Path(source)
     if not path.exists():
-        raise InputError(f"chrom sizes file not found: {path}")
+        what = "bigWig (its header is the chrom sizes)" if path.name.endswith(BIGWIG_SUFFIXES) else "chrom sizes file"
+        raise InputError(f"{what} not found: {path}; check dataset.root (relative paths are read from the working directory)")
     if path.name.endswith(BIGWIG_SUFFIXES):
         bw = open_for_reading(path)
         try:
