@@ -173,7 +173,8 @@ class EpxDataModule(L.LightningDataModule):
         """Folders without a fixed cell list: a cell must be a column of the expression table."""
         path = self.spec.path("expression")
         if path.exists():
-            header = path.open().readline().rstrip("\n").split("\t")
+            with path.open() as f:
+                header = f.readline().rstrip("\n").split("\t")
             for cell in self.cells:
                 check_cell(cell, [c for c in header if c != "gene_id"], f"{path} (its expression columns)")
 
