@@ -94,7 +94,7 @@ RUN_KEYS: tuple[RunKey, ...] = (
     RunKey("threads", "where", "the CPU threads the launcher gives a job"),
     RunKey("num_workers", "where", "DataLoader worker processes (batches come from memory)"),
     RunKey("data.num_workers", "where", "the same, as the DataModule takes it"),
-    RunKey("compute", "how", "TF32 and torch.compile: how fast the net computes, not what"),
+    RunKey("compute", "how", "TF32, torch.compile and glibc malloc tuning: how fast the net computes, not what"),
     RunKey("data.pin_memory", "how", "pinned host batches: how fast they reach the device"),
     RunKey("trainer.accelerator", "how", "the device the same float32 computation runs on (precision and devices stay in)"),
     RunKey("trainer.enable_progress_bar", "how", "console output"),

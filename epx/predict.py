@@ -48,12 +48,14 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
     # torch and Lightning load here, not on import: `epx predict --help` answers at once
     from epx.evaluate import evaluate, evaluation_trainer, write_folds
     from epx.job import Job
+    from epx.memory import tune_malloc
     from epx.train.module import EpxModule
     from epx.trained import open_job
 
     job_dir = Path(job_dir)
     overrides = list(overrides)
     src = open_job(job_dir, overrides)
+    malloc = tune_malloc((src.cfg.get("compute") or {}).get("malloc_tune", True) is not False)
     source, ckpt_path, provenance, cfg, marks, fold = src.record, src.checkpoint, src.provenance, src.cfg, src.marks, src.fold
 
     record = JobRecord(
@@ -80,6 +82,7 @@ def predict(job_dir: str | Path, overrides: Sequence[str] = (), out: str | Path 
         if trained_dtype != dm.cache_dtype:
             log.info("trained on a %s cache, scored on a %s cache (data.cache_dtype): inputs agree to the storage precision", trained_dtype, dm.cache_dtype)
         record.n_genes = dm.n_genes()
+        record.extra["malloc"] = malloc
         write_folds(job, dm)
 
         module = EpxModule(net=src.net(), objective=objective, provenance=provenance)

@@ -39,6 +39,7 @@ from epx.job import Job, RngState, global_rank, interruptible, plan
 from epx.preflight import validate
 from epx.record import JobRecord, is_smoke
 from epx.selection import mark_label
+from epx.memory import tune_malloc
 from epx.threads import apply_threads
 from epx.train.compute import apply_compute
 from epx.train.loggers import log_record, run_info
@@ -221,6 +222,7 @@ def train(cfg: DictConfig) -> JobRecord:
 
 
 def _train(cfg: DictConfig) -> JobRecord:
+    malloc = tune_malloc((cfg.get("compute") or {}).get("malloc_tune", True))  # before the big tensors
     apply_threads(cfg.get("threads"))
     who = identity(cfg)
     out = job_dir(cfg)
@@ -287,6 +289,7 @@ def _train(cfg: DictConfig) -> JobRecord:
         )
         check_distributable(cfg, trainer)
         job.record.extra["compute"] = apply_compute(cfg.get("compute"), trainer, net)
+        job.record.extra["malloc"] = malloc
         trainer.fit(module, datamodule=dm, ckpt_path=step.checkpoint, weights_only=True)  # a job dir holds data, not code
 
         weights = weights_to_test(trainer, job)  # every rank: saving final.ckpt is collective
