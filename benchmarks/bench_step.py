@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,7 +63,6 @@ def load_baseline(commit: str, root: Path) -> str:
             source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:epx/models/{name}"],
                                     capture_output=True, text=True, check=True).stdout
             (package / name).write_text(source.replace("epx.models.", f"{BASELINE_PACKAGE}."))
-    sys.path.insert(0, str(root))
     return BASELINE_PACKAGE
 
 
@@ -72,6 +73,7 @@ class Case:
     kwargs: dict
     batch: Callable[[], dict]  # the net's keyword inputs plus "target"
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    conf: str  # conf/model/CONF.yaml: its optimizer's foreach/fused flags, now and at the baseline
     optimizer: Callable = torch.optim.Adam
     max_rounds: int = 1_000  # seq_cnn_base's step takes seconds: fewer rounds keep the run short
 
@@ -137,22 +139,50 @@ def poisson(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 PUBLISHED = {"layer_order": "published"}
 CASES: dict[str, Case] = {
-    "linear": Case("linear", "LinearHistone", {"n_marks": 7, "n_bins": 60}, promoter_batch(13_000), mse),
-    "promoter_cnn": Case("promoter_cnn", "PromoterCNN", {"n_marks": 7, "n_bins": 60}, promoter_batch(64), mse),
-    "chromoformer": Case("chromoformer", "Chromoformer", {"n_marks": 7}, chromoformer_batch, mse, torch.optim.AdamW),
-    "graphreg": Case("graphreg", "EpiGraphReg", {"n_marks": 3}, window_batch, middle_poisson),
+    "linear": Case("linear", "LinearHistone", {"n_marks": 7, "n_bins": 60}, promoter_batch(13_000), mse, "linear"),
+    "promoter_cnn": Case("promoter_cnn", "PromoterCNN", {"n_marks": 7, "n_bins": 60}, promoter_batch(64), mse, "promoter_cnn"),
+    "chromoformer": Case("chromoformer", "Chromoformer", {"n_marks": 7}, chromoformer_batch, mse, "chromoformer",
+                         torch.optim.AdamW),
+    "graphreg": Case("graphreg", "EpiGraphReg", {"n_marks": 3}, window_batch, middle_poisson, "graphreg"),
     "graphreg_published": Case("graphreg", "EpiGraphReg", {"n_marks": 3, "attention": "published", **PUBLISHED},
-                               window_batch, middle_poisson),
-    "epi_cnn": Case("epi_cnn", "EpiCNN", {"n_marks": 3}, window_batch, middle_poisson),
-    "epi_cnn_published": Case("epi_cnn", "EpiCNN", {"n_marks": 3, **PUBLISHED}, window_batch, middle_poisson),
+                               window_batch, middle_poisson, "graphreg_published"),
+    "epi_cnn": Case("epi_cnn", "EpiCNN", {"n_marks": 3}, window_batch, middle_poisson, "epi_cnn"),
+    "epi_cnn_published": Case("epi_cnn", "EpiCNN", {"n_marks": 3, **PUBLISHED}, window_batch, middle_poisson,
+                              "epi_cnn"),
     "seq_cnn_base": Case("seq_cnn", "SeqCNNBase", {"n_tracks": 2, "dilated": True}, sequence_batch, poisson,
-                         max_rounds=3),
+                         "seq_cnn_base", max_rounds=3),
 }
 
 
-def stepper(net: torch.nn.Module, case: Case, batch: dict) -> Callable[[], None]:
+def max_relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def optimizer_options(yaml_text: str | None, optimizer: Callable) -> dict:
+    """The ``foreach`` / ``fused`` flags that a conf/model yaml gives ``optimizer`` (others: the bench's)."""
+    if not yaml_text:
+        return {}
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create(yaml_text).get("module", {}).get("optimizer") or {}
+    if node.get("_target_") != f"torch.optim.{optimizer.__name__}":  # linear's L-BFGS: the bench keeps Adam
+        return {}
+    return {k: bool(node[k]) for k in ("foreach", "fused") if node.get(k) is not None}
+
+
+def conf_text(commit: str | None, name: str) -> str | None:
+    """conf/model/NAME.yaml now (commit None) or at ``commit``; None where there is none."""
+    if commit is None:
+        path = REPO / "conf" / "model" / f"{name}.yaml"
+        return path.read_text() if path.is_file() else None
+    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:conf/model/{name}.yaml"],
+                           check=False, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def stepper(net: torch.nn.Module, case: Case, batch: dict, options: dict) -> Callable[[], None]:
     inputs = {k: v for k, v in batch.items() if k != "target"}
-    optimizer = case.optimizer(net.parameters(), lr=1e-4)
+    optimizer = case.optimizer(net.parameters(), lr=1e-4, **options)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -162,46 +192,109 @@ def stepper(net: torch.nn.Module, case: Case, batch: dict) -> Callable[[], None]
     return step
 
 
-def max_relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+# Which process runs which variant: glibc's allocator settings are process-wide (and mallopt
+# cannot restore glibc's own defaults once set), so the untuned variants share one process and
+# the tuned ones (what epx does at job start, epx.memory) another.
+UNTUNED = ("baseline", "now_untuned")
+TUNED = ("now", "compiled")
 
 
-def bench(name: str, case: Case, baseline: str, rounds: int, compile_too: bool) -> dict:
-    base_cls = getattr(importlib.import_module(f"{baseline}.{case.module}"), case.cls)
+def worker(name: str, baseline_root: str, baseline: str, tuned: bool, compile_too: bool) -> None:
+    """One side of one model: build its variants, warm them up, then run a step per stdin line."""
+    if tuned:
+        from epx.memory import tune_malloc
+
+        assert tune_malloc(True)["malloc_tune"], "compute.malloc_tune does not apply on this machine"
+    torch.set_num_threads(1)
+    sys.path.insert(0, baseline_root)
+    case = CASES[name]
+    base_cls = getattr(importlib.import_module(f"{BASELINE_PACKAGE}.{case.module}"), case.cls)
     new_cls = getattr(importlib.import_module(f"epx.models.{case.module}"), case.cls)
     torch.manual_seed(0)
     base = base_cls(**case.kwargs)
-    new = new_cls(**case.kwargs)
-    new.load_state_dict(base.state_dict())  # strict: same keys and shapes
     batch = case.batch()
     inputs = {k: v for k, v in batch.items() if k != "target"}
-    with torch.no_grad():
-        difference = max_relative_difference(new.eval()(**inputs), base.eval()(**inputs))
-    variants = {"baseline": base.train(), "now": new.train()}
-    compile_s = None
-    if compile_too:
-        compiled = new_cls(**case.kwargs)
-        compiled.load_state_dict(base.state_dict())
-        compiled.train().compile()
-        variants["compiled"] = compiled
-    steps = {key: stepper(net, case, batch) for key, net in variants.items()}
+    now_options = optimizer_options(conf_text(None, case.conf), case.optimizer)
+    nets, options = {}, {}
+    for key in (UNTUNED if not tuned else TUNED[: 2 if compile_too else 1]):
+        if key == "baseline":
+            nets[key], options[key] = base, optimizer_options(conf_text(baseline, case.conf), case.optimizer)
+            continue
+        net = new_cls(**case.kwargs)
+        net.load_state_dict(base.state_dict())  # strict: same keys and shapes
+        nets[key], options[key] = net, now_options
+    ready = {"variants": list(nets), "options": {k: options[k] for k in nets}}
+    if "now_untuned" in nets:
+        with torch.no_grad():
+            ready["eval_max_rel_diff"] = max_relative_difference(nets["now_untuned"].eval()(**inputs), base.eval()(**inputs))
+    if "compiled" in nets:
+        nets["compiled"].compile()
+    steps = {key: stepper(net.train(), case, batch, options[key]) for key, net in nets.items()}
     for key, step in steps.items():  # warm-up: allocator, oneDNN primitives, compilation
         t0 = time.perf_counter()
         for _ in range(3 if key == "compiled" else 1):
             step()
         if key == "compiled":
-            compile_s = time.perf_counter() - t0
-    wall = {key: [] for key in steps}
-    cpu = {key: [] for key in steps}
-    order = list(steps)
-    for r in range(rounds):
-        for key in order if r % 2 == 0 else order[::-1]:
-            w0, c0 = time.perf_counter(), time.thread_time()
-            steps[key]()
-            cpu[key].append(time.thread_time() - c0)
-            wall[key].append(time.perf_counter() - w0)
-    result = {"model": name, "eval_max_rel_diff": difference, "compile_s": compile_s}
-    for key in steps:
+            ready["compile_s"] = time.perf_counter() - t0
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        key = line.strip()
+        if key == "quit":
+            break
+        w0, c0 = time.perf_counter(), time.thread_time()
+        steps[key]()
+        print(json.dumps({"cpu": time.thread_time() - c0, "wall": time.perf_counter() - w0}), flush=True)
+
+
+class Worker:
+    def __init__(self, args: list[str]):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # glibc defaults unless tuned
+        self.process = subprocess.Popen([sys.executable, __file__, "--worker", *args], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env)
+
+    def read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench worker exited with {self.process.wait()}")
+        return json.loads(line)
+
+    def step(self, key: str) -> dict:
+        self.process.stdin.write(key + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.close()
+        self.process.wait()
+
+
+def bench(name: str, baseline_root: str, baseline: str, rounds: int, compile_too: bool) -> dict:
+    common = ["--models", name, "--baseline", baseline, "--baseline-root", baseline_root] + (["--compile"] if compile_too else [])
+    # one process at a time builds and warms up, so neither slows the other's warm-up
+    workers = {}
+    ready = {}
+    try:
+        for side, flag in (("untuned", []), ("tuned", ["--tuned"])):
+            workers[side] = Worker([*common, *flag])
+            ready[side] = workers[side].read()
+        where = {key: workers[side] for side in workers for key in ready[side]["variants"]}
+        order = [key for key in ("baseline", "now", "now_untuned", "compiled") if key in where]
+        wall = {key: [] for key in order}
+        cpu = {key: [] for key in order}
+        for r in range(rounds):
+            for key in order if r % 2 == 0 else order[::-1]:
+                timing = where[key].step(key)
+                cpu[key].append(timing["cpu"])
+                wall[key].append(timing["wall"])
+    finally:
+        for w in workers.values():
+            w.close()
+    result = {"model": name, "eval_max_rel_diff": ready["untuned"]["eval_max_rel_diff"],
+              "compile_s": ready["tuned"].get("compile_s"),
+              "options": {**ready["untuned"]["options"], **ready["tuned"]["options"]}}
+    for key in order:
         result[f"{key}_wall"] = statistics.median(wall[key])
         result[f"{key}_cpu"] = statistics.median(cpu[key])
     return result
@@ -213,28 +306,36 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--baseline", default="5ed0509")
     parser.add_argument("--compile", action="store_true", help="also time nn.Module.compile() (compute.compile=true)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     names = args.models.split(",")
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(CASES)}")
-    torch.set_num_threads(1)
+    if args.worker:
+        worker(names[0], args.baseline_root, args.baseline, args.tuned, args.compile)
+        return 0
     with tempfile.TemporaryDirectory() as root:
-        baseline = load_baseline(args.baseline, Path(root))
-        print(f"torch {torch.__version__}, 1 thread; baseline = epx/models at {args.baseline}; "
-              f"median of {args.rounds} interleaved steps (wall s | thread CPU s)")
-        header = f"{'model':19s} {'baseline':>15s} {'now':>15s} {'ratio':>11s}   eval diff"
+        load_baseline(args.baseline, Path(root))
+        print(f"torch {torch.__version__}, 1 thread; baseline = epx/models at {args.baseline} under glibc's default "
+              f"allocator; now = today's nets with compute.malloc_tune (epx.memory); median of {args.rounds} "
+              f"interleaved steps, thread CPU s (wall s in brackets)")
+        header = f"{'model':19s} {'baseline':>17s} {'now':>17s} {'ratio':>6s} {'untuned':>8s} {'ratio':>6s} {'malloc':>6s}  eval diff"
         if args.compile:
-            header += f"  {'compiled':>15s} {'compile gain':>12s}  compile s"
+            header += f"  {'compiled':>8s} {'gain':>5s} compile s"
         print(header)
         for name in names:
-            r = bench(name, CASES[name], baseline, min(args.rounds, CASES[name].max_rounds), args.compile)
-            line = (f"{name:19s} {r['baseline_wall']:7.4f}|{r['baseline_cpu']:7.4f} {r['now_wall']:7.4f}|{r['now_cpu']:7.4f} "
-                    f"{r['baseline_wall'] / r['now_wall']:5.2f}|{r['baseline_cpu'] / r['now_cpu']:5.2f}   {r['eval_max_rel_diff']:.1e}")
+            r = bench(name, root, args.baseline, min(args.rounds, CASES[name].max_rounds), args.compile)
+            line = (f"{name:19s} {r['baseline_cpu']:7.4f} ({r['baseline_wall']:7.4f}) {r['now_cpu']:7.4f} ({r['now_wall']:7.4f}) "
+                    f"{r['baseline_cpu'] / r['now_cpu']:6.2f} {r['now_untuned_cpu']:8.4f} {r['baseline_cpu'] / r['now_untuned_cpu']:6.2f} "
+                    f"{r['now_untuned_cpu'] / r['now_cpu']:6.2f}  {r['eval_max_rel_diff']:.1e}")
             if args.compile:
-                line += (f"  {r['compiled_wall']:7.4f}|{r['compiled_cpu']:7.4f} "
-                         f"{r['now_wall'] / r['compiled_wall']:5.2f}|{r['now_cpu'] / r['compiled_cpu']:5.2f}  {r['compile_s']:8.1f}")
+                line += f"  {r['compiled_cpu']:8.4f} {r['now_cpu'] / r['compiled_cpu']:5.2f} {r['compile_s']:8.1f}"
             print(line, flush=True)
+            if any(r["options"].values()):
+                print(f"{'':19s} optimizer flags from conf/model: {r['options']}")
     return 0
 
 
