@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from epx.models.attention import TransformerLayer
-from epx.models.fast_layers import Dropout, MaxPool1d
+from epx.models.fast_layers import Dropout, MaxPool1d, PoolAlignedConv1d
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -40,6 +40,34 @@ def test_max_pool_matches_the_stock_pool_and_its_gradient(kernel, length):
     assert torch.equal(ours, stock)
     g = torch.randn_like(stock)
     assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(stock, x, g)[0])
+
+
+def test_max_pool_of_a_length_the_kernel_does_not_divide_drops_the_tail_like_the_stock_pool():
+    x = torch.randn(2, 3, 7, requires_grad=True)
+    assert MaxPool1d(2)._is_reshape(x) and not MaxPool1d(2, ceil_mode=True)._is_reshape(x)
+    ours, stock = MaxPool1d(2, ceil_mode=True)(x), F.max_pool1d(x, 2, ceil_mode=True)
+    assert ours.shape[-1] == 4 and torch.equal(ours, stock)
+    (grad,) = torch.autograd.grad(MaxPool1d(2)(x).sum(), x)
+    assert not grad[..., -1].any()  # the dropped position gets no gradient
+
+
+@pytest.mark.parametrize("kernel, padding, pool, length", [(4, "same", 2, 7), (4, "same", 2, 15), (8, "same", 4, 60),
+                                                      (3, "same", 2, 9), (4, "valid", 2, 10), (3, 1, 4, 13), (5, "same", 3, 11)])
+def test_pool_aligned_conv_feeds_the_pool_what_the_full_conv_does(kernel, padding, pool, length):
+    torch.manual_seed(0)
+    full = torch.nn.Conv1d(3, 5, kernel, padding=padding)
+    ours = PoolAlignedConv1d(3, 5, kernel, padding=padding, pool=pool)
+    ours.load_state_dict(full.state_dict())  # same keys and shapes
+    x = torch.randn(2, 3, length, requires_grad=True)
+    reference = full(x)
+    aligned = ours(x)
+    assert aligned.shape[-1] == reference.shape[-1] // pool * pool
+    torch.testing.assert_close(aligned, reference[..., : aligned.shape[-1]], rtol=1e-6, atol=1e-6)
+    g = torch.randn(2, 5, reference.shape[-1] // pool)
+    grads = [torch.autograd.grad(F.max_pool1d(y, pool), [x, *m.parameters()], g)
+             for y, m in ((aligned, ours), (reference, full))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_over_an_affine_context_equals_the_built_context():

@@ -1,4 +1,4 @@
-"""Drop-in subclasses of ``nn.Dropout`` and ``nn.MaxPool1d`` that cost less on the CPU.
+"""Drop-in subclasses of ``nn.Dropout``, ``nn.MaxPool1d`` and ``nn.Conv1d`` that cost less on the CPU.
 
 Same modules, same (empty) ``state_dict``, same results in distribution (dropout) or exactly
 (pooling); only the CPU kernels differ, because the stock ones dominate a conv net's step
@@ -13,17 +13,28 @@ there (measured in ``benchmarks/bench_step.py``, one thread):
   the stock kernel's masks). Other devices, ``p`` of 0 or 1, and eval mode run the stock
   ``nn.Dropout``.
 - ``MaxPool1d``: a non-overlapping pool (``stride == kernel_size``, no padding or dilation)
-  of a length that the kernel divides is a max over the last axis of a ``(..., L // k, k)``
-  view, which is faster than the stock pooling kernel on CPU and routes the gradient to one
-  maximum of each window, as the stock pool does. Anything else runs the stock kernel.
+  is a max over the last axis of a ``(..., L // k, k)`` view, which is faster than the stock
+  pooling kernel on CPU and routes the gradient to one maximum of each window, as the stock
+  pool does. A length the kernel does not divide drops its last ``L % k`` positions first,
+  as the stock pool does without ``ceil_mode`` (``PromoterCNN``'s 15 and 7 bins). Anything
+  else runs the stock kernel.
 
-Under ``torch.compile`` both run the stock layer, which the compiler fuses and draws its own
+- ``PoolAlignedConv1d``: a ``Conv1d`` (stride 1) followed by a non-overlapping pool of
+  ``pool`` without ``ceil_mode``, which reads only the first ``(L_out // pool) * pool`` of
+  its ``L_out`` positions: it computes just those, the same values (the pool's output and
+  every gradient are unchanged), trimming the right padding or the input's right end to
+  match. Where that leaves equal padding on both sides the convolution pads by itself
+  (no padded copy of the input). ``PromoterCNN``'s third conv at 60 bins computes 6 of its
+  7 positions, its second 14 of 15.
+
+Under ``torch.compile`` ``Dropout`` and ``MaxPool1d`` run the stock layer, which the compiler fuses and draws its own
 random numbers for (``compute.compile=true``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _INT32_SPAN = 2**32
@@ -52,8 +63,8 @@ class MaxPool1d(nn.MaxPool1d):
         k = self.kernel_size
         return (
             x.device.type == "cpu" and x.dim() == 3 and self.stride == k and self.padding == 0
-            and self.dilation == 1 and not self.return_indices and x.shape[-1] % k == 0
-            and not torch.compiler.is_compiling()
+            and self.dilation == 1 and not self.return_indices and x.shape[-1] >= k
+            and (x.shape[-1] % k == 0 or not self.ceil_mode) and not torch.compiler.is_compiling()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,4 +72,39 @@ class MaxPool1d(nn.MaxPool1d):
         if not self._is_reshape(x):
             return super().forward(x)
         b, c, length = x.shape
-        return x.reshape(b, c, length // self.kernel_size, self.kernel_size).max(dim=-1).values
+        n = length // self.kernel_size
+        # the narrowed tensor still splits into windows as a view (no copy)
+        return x[..., : n * self.kernel_size].reshape(b, c, n, self.kernel_size).max(dim=-1).values
+
+
+class PoolAlignedConv1d(nn.Conv1d):
+    """``nn.Conv1d`` computing only the positions a following ``MaxPool1d(pool)`` reads (module docstring).
+
+    Same parameters and ``state_dict`` as ``nn.Conv1d(c_in, c_out, kernel_size, padding=...)``.
+    """
+
+    def __init__(self, *args, pool: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.stride != (1,) or self.padding_mode != "zeros" or self.groups != 1:
+            raise ValueError("PoolAlignedConv1d needs stride 1, zero padding and one group")
+        self.pool = int(pool)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pool={self.pool}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, L) -> (B, C_out, (L_out // pool) * pool), L_out the full conv's length."""
+        span = self.dilation[0] * (self.kernel_size[0] - 1)
+        if self.padding == "same":
+            left = span // 2
+            right = span - left
+        elif self.padding == "valid":
+            left = right = 0
+        else:
+            left = right = self.padding[0]
+        full = x.shape[-1] + left + right - span
+        right -= full - full // self.pool * self.pool
+        if left == right:
+            return F.conv1d(x, self.weight, self.bias, padding=left, dilation=self.dilation)
+        # a negative right pad cuts the input's end: positions no kept output reads
+        return F.conv1d(F.pad(x, (left, right)), self.weight, self.bias, dilation=self.dilation)
