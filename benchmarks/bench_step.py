@@ -1,10 +1,18 @@
 """CPU training step of every epx model, today's code against the code of a baseline commit (issue 21, part 5).
 
-One process, one thread (``torch.set_num_threads(1)``). The baseline is the nets as they were at
+One thread (``torch.set_num_threads(1)``). The baseline is the nets as they were at
 ``--baseline`` (default ``5ed0509``, before this work): ``git show COMMIT:epx/models/*.py`` written
-to a temporary package and imported beside ``epx.models``, so both run in the same process on the
-same inputs with the same weights (the current net loads the baseline's ``state_dict`` strictly,
-which also checks that no key or shape changed; their eval-mode outputs are compared).
+to a temporary package and imported beside ``epx.models``, on the same inputs with the same
+weights (the current net loads the baseline's ``state_dict`` strictly, which also checks that no
+key or shape changed; their eval-mode outputs are compared).
+
+glibc's allocator settings are process-wide, so each model runs in two worker processes: one
+under glibc's defaults holds ``baseline`` (the old nets, as a job at the baseline commit ran)
+and ``now_untuned`` (today's nets with ``compute.malloc_tune=false``); the other applies
+``epx.memory.tune_malloc`` first, as every epx job now does, and holds ``now`` (and
+``compiled``). The headline ratio is ``baseline / now``; ``baseline / now_untuned`` is the nets'
+share and ``now_untuned / now`` the allocator's. Optimizer flags (``foreach`` / ``fused``) come
+from ``conf/model/*.yaml`` as of each side's commit.
 
 A step is what training repeats: zero the grads, forward, the model's loss, backward, optimizer
 step. Work per model: ``linear`` 13,000 genes x 7 marks x 60 bins (its full-batch L-BFGS
@@ -13,20 +21,18 @@ slots, about half filled); ``graphreg`` (GATConv), ``graphreg_published`` (the p
 and layer order), ``epi_cnn`` and ``epi_cnn_published``: one 6 Mb window, 3 tracks, 6,000 edges;
 ``seq_cnn_base``: 4 chunks of 100 kb, 2 tracks, 6 dilated blocks (its config; at most 3 rounds).
 
-Timing: ``--rounds`` rounds, each running one step of every variant (baseline, now, and with
-``--compile`` now under ``nn.Module.compile()``, what ``compute.compile=true`` does) in an order
-that alternates per round, so drift and other load on a shared machine hit them alike; the figure
-is the median per variant, wall clock and this thread's CPU time (``time.thread_time``, less
-sensitive to other processes). Compilation happens in warm-up steps, outside the figure.
+Timing: ``--rounds`` rounds, each running one step of every variant (the parent process tells
+each worker when; only one runs at a time) in an order that alternates per round, so drift and
+other load on a shared machine hit them alike; the figure is the median per variant of the
+worker thread's CPU time (``time.thread_time``, less sensitive to other processes; wall clock
+in brackets). Compilation happens in warm-up steps, outside the figure.
 
     python benchmarks/bench_step.py [--models graphreg,epi_cnn,...] [--rounds 9] [--compile]
         [--baseline 5ed0509]
 
-Outside the nets: glibc hands blocks over 32 MB straight back to the OS, so a step over tensors
-that big (``seq_cnn_base``'s 100 kb chunks: 100+ MB activations) page-faults its memory in again
-every step. ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`` in the environment keeps
-it; measured here it roughly halves ``seq_cnn_base``'s step (batch 1: 2.0 -> 1.1 s CPU) and takes
-about 15% off the GraphReg models', for baseline and current nets alike (the ratio stays).
+The allocator (``epx/memory.py``): glibc hands blocks over its mmap threshold straight back to
+the OS, so a step over big tensors (``seq_cnn_base``'s 100 kb chunks: 100+ MB activations)
+page-faults its memory in again every step; ``compute.malloc_tune`` keeps it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +208,7 @@ TUNED = ("now", "compiled")
 
 def worker(name: str, baseline_root: str, baseline: str, tuned: bool, compile_too: bool) -> None:
     """One side of one model: build its variants, warm them up, then run a step per stdin line."""
+    warnings.filterwarnings("ignore", message="Using padding='same'")  # the baseline's even kernels
     if tuned:
         from epx.memory import tune_malloc
 
