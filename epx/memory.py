@@ -16,8 +16,9 @@ Why: by default glibc serves every block over its mmap threshold (128 kB, rising
 frees it, and trims the heap's top once 128 kB+ lie free there. A training step allocates and
 frees the same large activations every step, so each step page-faults tens to hundreds of MB
 in again (the kernel zeroes each 4 kB page): ``seq_cnn_base``'s 100 kb chunks (100+ MB
-activations) spend about half their step in page faults (batch 1: 2.0 s CPU untuned, 1.1 s
-tuned) and the GraphReg models about 15% (``benchmarks/bench_step.py`` reports the share).
+activations) spend about half their step in page faults (its 4-chunk step: 6.9 s CPU untuned,
+3.7 s tuned), the 6 Mb GraphReg / Epi-CNN windows 0-18% (about 30 MB faulted in per step;
+``benchmarks/bench_step.py`` reports the share per model, run to run it varies).
 With mmap off and trimming only past 2 GB of free heap top, freed blocks stay in the heap and the next step reuses
 them, the effect of ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`` in the
 environment, applied from inside the job.
