@@ -94,4 +94,16 @@ def small_synthetic(tmp_path_factory) -> Path:
     return generate(root, seed=1, **SMALL_SYNTHETIC)
 
 
+@pytest.fixture(scope="session")
+def small_synthetic_cache(small_synthetic, tmp_path_factory) -> Path:
+    """One signal-cache dir (``paths.cache_dir``) for the session's jobs on ``small_synthetic``,
+    the one ``test_train.job_cfg`` gives in-process jobs: the first job builds each cell's
+    cache, later ones (subprocesses too) read it. Safe to share: the cache is fingerprinted by
+    dataset, locked per cell and written atomically (``epx.data.prepare.cache``). Tests about
+    building the cache use their own dir."""
+    cache = tmp_path_factory.getbasetemp() / "shared_cache"
+    cache.mkdir(exist_ok=True)
+    return cache
+
+
 SMALL_SYNTHETIC = dict(n_chroms=23, chrom_length=1_000_000, genes_per_chrom=12, cells=("E003", "E114"))

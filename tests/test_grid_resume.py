@@ -27,10 +27,11 @@ from epx.errors import InputError
 from epx.job import checkpoint_readable, config_digest, plan
 from epx.record import JobRecord
 
-# 12 short epochs with a checkpoint each: long enough to be killed in the middle, with
-# early stopping out of the way; one torch thread so every run adds up the same way.
+# 6 short epochs with a checkpoint each: a job is frozen (SIGSTOP) at its first whole
+# last.ckpt and killed in the middle, with early stopping out of the way; one torch thread
+# so every run adds up the same way.
 TRAIN = [
-    "trainer.max_epochs=12", "callbacks.early_stopping.patience=100", "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=6", "callbacks.early_stopping.patience=100", "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false", "threads=1", "logger=wandb",
 ]  # fmt: skip
 GRID = ["fold=0,1"]
@@ -42,18 +43,18 @@ def env() -> dict:
     return environment
 
 
-def command(root: Path, folder: Path, *args: str) -> list[str]:
-    data = ["dataset=folder", f"dataset.root={folder}", f"paths.cache_dir={root / 'cache'}"]
+def command(cache: Path, folder: Path, *args: str) -> list[str]:
+    data = ["dataset=folder", f"dataset.root={folder}", f"paths.cache_dir={cache}"]
     return [sys.executable, str(REPO / "launch.py"), "-m", *args, *data, *TRAIN]
 
 
-def start(root: Path, folder: Path, *args: str) -> subprocess.Popen:
+def start(root: Path, cache: Path, folder: Path, *args: str) -> subprocess.Popen:
     log = open(root / f"launch-{time.time_ns()}.log", "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(command(root, folder, *args), cwd=root, env=env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command(cache, folder, *args), cwd=root, env=env(), stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def run(root: Path, folder: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(command(root, folder, *args), cwd=root, env=env(), capture_output=True, text=True, timeout=timeout)
+def run(root: Path, cache: Path, folder: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(command(cache, folder, *args), cwd=root, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
 def only_dir(sweep: Path, part: str) -> Path:
@@ -76,28 +77,45 @@ def last_ckpt(job: Path) -> Path:
     return job / "checkpoints" / "last.ckpt"
 
 
+def freezer(job: Path, pid: int):
+    """A condition for ``wait_for``: process ``pid`` frozen (SIGSTOP) at ``job``'s first
+    readable last.ckpt, so a signal sent next cannot arrive after training has ended on a
+    loaded machine; a checkpoint caught mid-write is let go on until it is whole."""
+
+    def frozen_with_checkpoint() -> bool:
+        if not last_ckpt(job).is_file():
+            return False
+        os.kill(pid, signal.SIGSTOP)
+        if checkpoint_readable(last_ckpt(job)):
+            return True
+        os.kill(pid, signal.SIGCONT)
+        return False
+
+    return frozen_with_checkpoint
+
+
 @pytest.fixture(scope="module")
-def study(small_synthetic, tmp_path_factory) -> dict:
+def study(small_synthetic, small_synthetic_cache, tmp_path_factory) -> dict:
     """An uninterrupted reference run of the fold-1 job (sweep=ref), and beside it the grid
     fold=0,1 (sweep=study) killed with SIGKILL while fold 1 trains, then launched again."""
-    root = tmp_path_factory.mktemp("resume")
-    reference = start(root, small_synthetic, "sweep=ref", "fold=1")
-    grid = start(root, small_synthetic, "sweep=study", *GRID)
+    root, cache = tmp_path_factory.mktemp("resume"), small_synthetic_cache
+    reference = start(root, cache, small_synthetic, "sweep=ref", "fold=1")
+    grid = start(root, cache, small_synthetic, "sweep=study", *GRID)
     sweep = root / "outputs" / "sweeps" / "study"
     wait_for(lambda: any(sweep.glob("*fold=1*")), "job fold=1 started", grid)
     killed = only_dir(sweep, "fold=1")
-    wait_for(lambda: last_ckpt(killed).is_file() and checkpoint_readable(last_ckpt(killed)), "fold=1 wrote last.ckpt", grid)
-    grid.send_signal(signal.SIGKILL)  # mid-training: 11 epochs to go
+    wait_for(freezer(killed, grid.pid), "fold=1 wrote last.ckpt", grid)  # the basic launcher: jobs in its process
+    grid.send_signal(signal.SIGKILL)  # mid-training: 5 epochs to go (a stopped process dies of SIGKILL too)
     grid.wait(30)
     first = JobRecord.read(killed)
     done = only_dir(sweep, "fold=0")
     before = {"record": JobRecord.read(done), "best_mtime": (done / "checkpoints" / "best.ckpt").stat().st_mtime}
     rows_killed = {row["job"]: row["status"] for row in collect_rows(sweep)}
     assert reference.wait(300) == 0, (root / "outputs").as_posix()
-    rerun = run(root, small_synthetic, "sweep=study", *GRID)
+    rerun = run(root, cache, small_synthetic, "sweep=study", *GRID)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     return {
-        "root": root, "folder": small_synthetic, "sweep": sweep, "killed": killed, "done": done, "first": first,
+        "root": root, "cache": cache, "folder": small_synthetic, "sweep": sweep, "killed": killed, "done": done, "first": first,
         "before": before, "rows_killed": rows_killed, "rerun": rerun,
         "reference": JobRecord.read(only_dir(root / "outputs" / "sweeps" / "ref", "fold=1")),
     }  # fmt: skip
@@ -146,7 +164,7 @@ def test_summary_of_override_named_job_dirs(study):
 
 def test_a_sweep_dir_of_another_grid_is_refused(study):
     sweep, grid_json = study["sweep"], (study["sweep"] / "grid.json").read_text()
-    proc = run(study["root"], study["folder"], "sweep=study", "fold=0,2")
+    proc = run(study["root"], study["cache"], study["folder"], "sweep=study", "fold=0,2")
     assert proc.returncode == 2, proc.stderr[-2000:]
     (error,) = [line for line in proc.stderr.splitlines() if line.startswith("epx: error:")]
     assert f"{Path('outputs/sweeps/study')} holds another grid" in error and "fold=2" in error
@@ -164,7 +182,7 @@ def test_a_job_dir_of_another_config_is_refused_untouched(study):
     record.config_digest = "0" * 64
     record.write(done)
     try:
-        proc = run(study["root"], study["folder"], "sweep=study", "fold=0")
+        proc = run(study["root"], study["cache"], study["folder"], "sweep=study", "fold=0")
         assert proc.returncode == 2, proc.stderr[-2000:]
         (error,) = [line for line in proc.stderr.splitlines() if line.startswith("epx: error:")]
         assert f"{Path('outputs/sweeps/study') / done.name} already holds a job of another grid" in error
@@ -180,25 +198,13 @@ def test_submitit_requeue_brings_a_preempted_job_back_and_it_resumes(study):
     preemption, --signal=USR2@120) makes submitit checkpoint the launcher call, requeue it and
     run it again; the job composes the same config into the same dir and resumes."""
     root = study["root"]
-    launch = start(root, study["folder"], "hydra/launcher=local", "sweep=requeue", "fold=1")
+    launch = start(root, study["cache"], study["folder"], "hydra/launcher=local", "sweep=requeue", "fold=1")
     sweep = root / "outputs" / "sweeps" / "requeue"
     wait_for(lambda: any(sweep.glob("*fold=1*")), "the job started", launch)
     job = only_dir(sweep, "fold=1")
     wait_for(lambda: (job / "metrics.json").is_file(), "the job's record", launch)
     pid = JobRecord.read(job).pid
-    # The tiny job's last 11 epochs take about a second: freeze it (SIGSTOP) at its first
-    # readable last.ckpt so the preemption signal cannot arrive after training has ended on a
-    # loaded machine; a checkpoint caught mid-write is let go on until it is whole.
-    def frozen_with_checkpoint() -> bool:
-        if not last_ckpt(job).is_file():
-            return False
-        os.kill(pid, signal.SIGSTOP)
-        if checkpoint_readable(last_ckpt(job)):
-            return True
-        os.kill(pid, signal.SIGCONT)
-        return False
-
-    wait_for(frozen_with_checkpoint, "last.ckpt", launch)
+    wait_for(freezer(job, pid), "last.ckpt", launch)  # the tiny job's last 5 epochs take about a second
     first = JobRecord.read(job)  # saved again with the W&B run id before training began
     assert first.pid == pid
     os.kill(pid, signal.SIGUSR2)
