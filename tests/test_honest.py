@@ -52,12 +52,14 @@ def job_overrides(tmp_path: Path, folder: Path, *extra: str) -> list[str]:
     return fault_job_overrides(tmp_path, folder, "trainer.enable_model_summary=false", *extra)
 
 
-def run_job(tmp_path: Path, folder: Path, *extra: str) -> JobRecord:
+def run_job(tmp_path: Path, folder: Path, cache: Path, *extra: str) -> JobRecord:
+    """One in-process job; ``cache``: a signal-cache dir shared with the other jobs on ``folder``."""
     from epx.config import compose
     from epx.run import train
 
-    cfg = compose(job_overrides(tmp_path, folder, *extra, f"paths.output_dir={tmp_path / 'job'}"))
-    return train(cfg)
+    overrides = job_overrides(tmp_path, folder, *extra, f"paths.output_dir={tmp_path / 'job'}")
+    overrides = [f"paths.cache_dir={cache}" if o.startswith("paths.cache_dir=") else o for o in overrides]
+    return train(compose(overrides))
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,12 @@ def constant_folder(small_synthetic, tmp_path_factory) -> Path:
         expression[column] = 3.2
     expression.to_csv(root / "expression.tsv", sep="\t", index=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def constant_cache(tmp_path_factory) -> Path:
+    """The signal cache of ``constant_folder``'s jobs, built by the first."""
+    return tmp_path_factory.mktemp("constant_cache")
 
 
 # ---------------------------------------------------------------- undefined metrics
@@ -100,8 +108,8 @@ def test_guarded_metrics_say_why_they_are_undefined():
     assert undefined_reasons(empty) == {"pearson": "no values seen (an empty split or subset)"}
 
 
-def test_constant_targets_leave_correlations_null_and_the_job_degenerate(tmp_path, constant_folder):
-    record = run_job(tmp_path, constant_folder, "model=linear", "trainer=debug")
+def test_constant_targets_leave_correlations_null_and_the_job_degenerate(tmp_path, constant_folder, constant_cache):
+    record = run_job(tmp_path, constant_folder, constant_cache, "model=linear", "trainer=debug")
     assert record.status == "degenerate"
     assert record.test["pearson"] is None and record.test["spearman"] is None
     assert isinstance(record.test["mse"], float)
@@ -112,8 +120,8 @@ def test_constant_targets_leave_correlations_null_and_the_job_degenerate(tmp_pat
     assert JobRecord.read(tmp_path / "job").finished
 
 
-def test_one_class_leaves_auroc_and_auprc_null(tmp_path, constant_folder):
-    record = run_job(tmp_path, constant_folder, "model=linear", "trainer=debug", "task=classification")
+def test_one_class_leaves_auroc_and_auprc_null(tmp_path, constant_folder, constant_cache):
+    record = run_job(tmp_path, constant_folder, constant_cache, "model=linear", "trainer=debug", "task=classification")
     assert record.status == "degenerate"
     assert record.test["auroc"] is None and record.test["auprc"] is None
     assert set(record.undefined_metrics) == {"auroc", "auprc"}
@@ -121,8 +129,8 @@ def test_one_class_leaves_auroc_and_auprc_null(tmp_path, constant_folder):
     assert isinstance(record.test["accuracy"], float)  # defined on one class, if trivially
 
 
-def test_a_real_job_stays_ok_with_every_metric_a_number(tmp_path, small_synthetic):
-    record = run_job(tmp_path, small_synthetic, "model=linear", "trainer=debug")
+def test_a_real_job_stays_ok_with_every_metric_a_number(tmp_path, small_synthetic, small_synthetic_cache):
+    record = run_job(tmp_path, small_synthetic, small_synthetic_cache, "model=linear", "trainer=debug")
     assert record.status == "ok" and record.undefined_metrics == {}
     assert set(record.test) == {"loss", "pearson", "spearman", "mse"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in record.test.values())
@@ -179,8 +187,8 @@ KEEP_TRAINING = "callbacks.early_stopping.patience=1000"
 EPOCHS = ["threads=1", "logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
-def launch_command(tmp_path: Path, folder: Path, *extra: str, multirun: bool = False) -> list[str]:
-    data = ["dataset=folder", f"dataset.root={folder}", f"paths.cache_dir={tmp_path / 'cache'}"]
+def launch_command(cache: Path, folder: Path, *extra: str, multirun: bool = False) -> list[str]:
+    data = ["dataset=folder", f"dataset.root={folder}", f"paths.cache_dir={cache}"]
     return [sys.executable, str(REPO / "launch.py"), *(["-m"] if multirun else []), *data, *EPOCHS, *extra]
 
 
@@ -215,9 +223,9 @@ def training(job_dir: Path) -> bool:
         return False
 
 
-def test_sigterm_interrupts_a_run_with_143_and_the_rerun_resumes(tmp_path, small_synthetic):
+def test_sigterm_interrupts_a_run_with_143_and_the_rerun_resumes(tmp_path, small_synthetic, small_synthetic_cache):
     run_dir = tmp_path / "job"
-    command = launch_command(tmp_path, small_synthetic, "trainer.max_epochs=12", KEEP_TRAINING, f"hydra.run.dir={run_dir}")
+    command = launch_command(small_synthetic_cache, small_synthetic, "trainer.max_epochs=6", KEEP_TRAINING, f"hydra.run.dir={run_dir}")
     proc = start(tmp_path, command)
     last = run_dir / "checkpoints" / "last.ckpt"
 
@@ -243,9 +251,9 @@ def test_sigterm_interrupts_a_run_with_143_and_the_rerun_resumes(tmp_path, small
     assert resumed.status == "ok" and resumed.extra["resumed_from"] == str(last)
 
 
-def test_sigint_exits_130_and_the_record_says_interrupted(tmp_path, small_synthetic):
+def test_sigint_exits_130_and_the_record_says_interrupted(tmp_path, small_synthetic, small_synthetic_cache):
     run_dir = tmp_path / "job"
-    proc = start(tmp_path, launch_command(tmp_path, small_synthetic, "trainer.max_epochs=1000", "callbacks=none", f"hydra.run.dir={run_dir}"))
+    proc = start(tmp_path, launch_command(small_synthetic_cache, small_synthetic, "trainer.max_epochs=1000", "callbacks=none", f"hydra.run.dir={run_dir}"))
     wait_for(lambda: training(run_dir), "training", proc)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130, output_of(proc)[-3000:]
@@ -253,10 +261,10 @@ def test_sigint_exits_130_and_the_record_says_interrupted(tmp_path, small_synthe
     assert record.status == "interrupted" and record.error.startswith("Interrupted: SIGINT received; exit code 130")
 
 
-def test_sigterm_to_a_multirun_exits_143_with_a_summary_of_every_job(tmp_path, small_synthetic):
+def test_sigterm_to_a_multirun_exits_143_with_a_summary_of_every_job(tmp_path, small_synthetic, small_synthetic_cache):
     sweep = tmp_path / "sweep"
     command = launch_command(
-        tmp_path, small_synthetic, "fold=0,1,2", "trainer.max_epochs=1000", "callbacks=none", f"hydra.sweep.dir={sweep}", multirun=True
+        small_synthetic_cache, small_synthetic, "fold=0,1,2", "trainer.max_epochs=1000", "callbacks=none", f"hydra.sweep.dir={sweep}", multirun=True
     )
     proc = start(tmp_path, command)
     wait_for(lambda: training(sweep / "0"), "job 0 trains", proc)
@@ -289,9 +297,9 @@ def test_grid_is_claimed_by_exactly_one_of_many_at_once(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.json"]  # no temp file left
 
 
-def test_two_grids_started_at_once_under_one_sweep_name_one_is_refused(tmp_path, small_synthetic):
+def test_two_grids_started_at_once_under_one_sweep_name_one_is_refused(tmp_path, small_synthetic, small_synthetic_cache):
     def grid(fold: str) -> subprocess.Popen:
-        return start(tmp_path, launch_command(tmp_path, small_synthetic, "sweep=race", f"fold={fold}", "trainer=debug", "callbacks=none", multirun=True))
+        return start(tmp_path, launch_command(small_synthetic_cache, small_synthetic, "sweep=race", f"fold={fold}", "trainer=debug", "callbacks=none", multirun=True))
 
     first, second = grid("0"), grid("1")
     codes = sorted([first.wait(TIMEOUT), second.wait(TIMEOUT)])

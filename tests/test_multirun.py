@@ -16,7 +16,7 @@ from epx.analysis.grid import grid_from_multirun
 
 
 @pytest.fixture(scope="module")
-def sweep(small_synthetic, tmp_path_factory):
+def sweep(small_synthetic, small_synthetic_cache, tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)
@@ -25,7 +25,7 @@ def sweep(small_synthetic, tmp_path_factory):
             sys.executable, "launch.py", "-m",
             "cell=E003,E114", "mark=H3K4me3,H3K4me3+H3K27ac", "fold=0",
             "dataset=folder", f"dataset.root={small_synthetic}",
-            f"paths.cache_dir={root / 'cache'}", "trainer=cpu", "trainer.max_epochs=1",  # not a smoke run: summaries keep it
+            f"paths.cache_dir={small_synthetic_cache}", "trainer=cpu", "trainer.max_epochs=1",  # not a smoke run: summaries keep it
             f"hydra.sweep.dir={root / 'grid'}",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=400,

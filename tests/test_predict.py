@@ -20,27 +20,34 @@ from epx.predict import predict
 from epx.record import JobRecord
 
 
-def _launch(job_dir, folder, cache, *overrides):
-    proc = subprocess.run(
-        [
-            sys.executable, "launch.py", "dataset=folder", f"dataset.root={folder}", f"paths.cache_dir={cache}",
-            "logger=none", "trainer.max_epochs=2", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false",
-            f"hydra.run.dir={job_dir}", *overrides,
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def _launch(job_dir, folder, cache, *overrides) -> subprocess.Popen:
+    with open(job_dir.parent / f"{job_dir.name}.log", "w") as log:
+        return subprocess.Popen(
+            [
+                sys.executable, "launch.py", "dataset=folder", f"dataset.root={folder}", f"paths.cache_dir={cache}",
+                "logger=none", "trainer.max_epochs=2", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false",
+                f"hydra.run.dir={job_dir}", *overrides,
+            ],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
+def _finished(proc: subprocess.Popen, job_dir):
+    assert proc.wait(300) == 0, (job_dir.parent / f"{job_dir.name}.log").read_text()[-3000:]
     return job_dir
 
 
 @pytest.fixture(scope="module")
-def trained(small_synthetic, tmp_path_factory):
-    """{model: job dir} for two models trained on E003, fold 0, H3K4me3+H3K27ac."""
-    root = tmp_path_factory.mktemp("predict")
-    return {
-        model: _launch(root / "grid" / model, small_synthetic, root / "cache", f"model={model}", "mark=H3K4me3+H3K27ac")
+def trained(small_synthetic, small_synthetic_cache, tmp_path_factory):
+    """{model: job dir} for two models trained on E003, fold 0, H3K4me3+H3K27ac (side by side:
+    two processes on 2 cores, the signal cache built once under its lock)."""
+    grid = tmp_path_factory.mktemp("predict") / "grid"
+    grid.mkdir()
+    procs = {
+        model: _launch(grid / model, small_synthetic, small_synthetic_cache, f"model={model}", "mark=H3K4me3+H3K27ac")
         for model in ("promoter_cnn", "linear")
     }
+    return {model: _finished(proc, grid / model) for model, proc in procs.items()}
 
 
 @pytest.mark.parametrize("model", ["promoter_cnn", "linear"])

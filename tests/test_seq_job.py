@@ -29,11 +29,11 @@ SMALL = ["model.inputs.chunk_bp=20000", "model.batch_size=2", "model.eval_batch_
 
 
 @pytest.fixture(scope="module")
-def seq_job(small_synthetic, tmp_path_factory):
+def seq_job(small_synthetic, small_synthetic_cache, tmp_path_factory):
     root = tmp_path_factory.mktemp("seqjob")
     job = root / "job"
     proc = subprocess.run(
-        [sys.executable, "launch.py", "dataset=folder", f"dataset.root={small_synthetic}", f"paths.cache_dir={root / 'cache'}",
+        [sys.executable, "launch.py", "dataset=folder", f"dataset.root={small_synthetic}", f"paths.cache_dir={small_synthetic_cache}",
          "logger=none", "model=seq_cnn_base", "mark=H3K4me3+H3K27ac", "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
          "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={job}", *SMALL],
         cwd=REPO, capture_output=True, text=True, timeout=600,

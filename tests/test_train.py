@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,13 +16,16 @@ from epx.record import SCHEMA_VERSION, JobRecord
 from epx.run import train
 
 
-def job_cfg(tmp_path, folder, *overrides):
+def job_cfg(tmp_path, folder, *overrides, cache=None):
+    """An in-process job in ``tmp_path / "job"``; its signal cache ``cache``, by default the
+    session's shared one (``tmp_path``'s parent is pytest's base temp dir: conftest's
+    ``small_synthetic_cache``)."""
     cfg = compose(
         [
             "dataset=folder",
             f"dataset.root={folder}",
             f"paths.data_dir={tmp_path / 'data'}",
-            f"paths.cache_dir={tmp_path.parent / 'shared_cache'}",
+            f"paths.cache_dir={cache or tmp_path.parent / 'shared_cache'}",
             "logger=none",
             "trainer.enable_progress_bar=false",
             "trainer.enable_model_summary=false",
@@ -55,13 +59,13 @@ def test_fast_dev_run_each_model_and_task(tmp_path, small_synthetic, model, task
     assert set(preds.split) == {"train", "val", "test"} and preds.gene_id.is_unique
 
 
-def test_same_seed_same_metrics_including_seed_zero(tmp_path, small_synthetic):
+def test_same_seed_same_metrics_including_seed_zero(tmp_path, small_synthetic, small_synthetic_cache):
     runs = []
     for i in range(2):
         d = tmp_path / f"run{i}"
-        runs.append(train(job_cfg(d, small_synthetic, "seed=0", "trainer.max_epochs=2", "callbacks=none")).test)
+        runs.append(train(job_cfg(d, small_synthetic, "seed=0", "trainer.max_epochs=2", "callbacks=none", cache=small_synthetic_cache)).test)
     assert runs[0] == runs[1]
-    other = train(job_cfg(tmp_path / "run2", small_synthetic, "seed=1", "trainer.max_epochs=2", "callbacks=none")).test
+    other = train(job_cfg(tmp_path / "run2", small_synthetic, "seed=1", "trainer.max_epochs=2", "callbacks=none", cache=small_synthetic_cache)).test
     assert other != runs[0]
 
 
@@ -77,20 +81,54 @@ def test_unknown_cell_for_a_folder_lists_its_cells(tmp_path, small_synthetic):
         train(job_cfg(tmp_path, small_synthetic, "cell=E005"))
 
 
-@pytest.mark.parametrize(
-    "override,message",
-    [("mark=H3K4me2", "valid marks: H3K4me1, H3K4me3, H3K9me3"), ("cell=E999", "valid cells: E003"), ("fold=9", "valid folds: 0, 1, 2, 3")],
-)
-def test_bad_override_fails_fast_with_one_line(tmp_path, override, message):
+BAD_OVERRIDES = {"mark=H3K4me2": "valid marks: H3K4me1, H3K4me3, H3K9me3", "cell=E999": "valid cells: E003", "fold=9": "valid folds: 0, 1, 2, 3"}
+
+# One interpreter imports the app's modules once (torch and Lightning: seconds on 2 cores),
+# then forks a process per command line that runs launch.py as `python launch.py ARGS` does:
+# its own argv, stdout and stderr to files beside stderr, and whatever ends it (sys.exit, an
+# uncaught exception) ends that process as it would end the interpreter; its exit status is
+# printed, one a line.
+FORKING_LAUNCH = """
+import json, os, runpy, sys
+import epx.cli, epx.run
+for args, stderr in json.loads(sys.argv[1]):
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(stderr + ".stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+        os.dup2(os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        sys.argv = ["launch.py", *args]
+        runpy.run_path("launch.py", run_name="__main__")
+        sys.exit(0)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_launches(tmp_path_factory) -> dict:
+    """{override: (exit code, stderr, its dir)} of ``python launch.py OVERRIDE`` for each bad override."""
+    runs = []
+    for i, override in enumerate(BAD_OVERRIDES):
+        out = tmp_path_factory.mktemp(f"bad{i}")
+        runs.append(([override, f"hydra.run.dir={out}", "logger=none", f"paths.data_dir={out}/data"], str(out / "stderr.txt")))
     proc = subprocess.run(
-        [sys.executable, "launch.py", override, f"hydra.run.dir={tmp_path}", "logger=none", f"paths.data_dir={tmp_path}/data"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", FORKING_LAUNCH, json.dumps(runs)], cwd=REPO, capture_output=True, text=True, timeout=180, check=False
     )
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("epx: error:")]
-    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "data" / "synthetic").exists()  # nothing generated before validation
+    codes = proc.stdout.split()
+    assert proc.returncode == 0 and len(codes) == len(runs), proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {
+        args[0]: (int(code), Path(stderr).read_text(), Path(stderr).parent) for (args, stderr), code in zip(runs, codes, strict=True)
+    }
+
+
+@pytest.mark.parametrize("override,message", list(BAD_OVERRIDES.items()))
+def test_bad_override_fails_fast_with_one_line(bad_launches, override, message):
+    code, stderr, out = bad_launches[override]
+    assert code == 2, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("epx: error:")]
+    assert len(errors) == 1 and message in errors[0], stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert not (out / "data" / "synthetic").exists()  # nothing generated before validation
 
 
 def test_cross_cell_mode_tests_on_the_other_cells_data(tmp_path, small_synthetic):
