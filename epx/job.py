@@ -123,6 +123,8 @@ class Job:
             yield self
         except BaseException as err:
             stopped = isinstance(err, SystemExit | KeyboardInterrupt)
+            if isinstance(err, Interrupted):
+                _pending.clear()  # it arrived
             self.record.status = "interrupted" if stopped else "failed"
             self.record.error = f"{type(err).__name__}: {err}" + (f" ({INTERRUPTED})" if stopped else "")
             raise
@@ -171,6 +173,9 @@ class Interrupted(SystemExit):
 # the handler each signal has when nobody installed one (SIGINT: Python's KeyboardInterrupt)
 _DEFAULT_HANDLERS = {signal.SIGTERM: (signal.SIG_DFL,), signal.SIGINT: (signal.default_int_handler, signal.SIG_DFL)}
 _received: list[int] = []  # the signals received so far in this process
+# a signal whose Interrupted has not reached a job's record yet: a handler can run inside a
+# __del__ or a library's catch-all, where the raise is lost and training would go on forever
+_pending: list[int] = []
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -178,8 +183,19 @@ def _interrupt(signum: int, frame) -> None:
         log.warning("%s received again while stopping; ignored", signal.Signals(signum).name)
         return
     _received.append(signum)
+    _pending.append(signum)
     log.warning("%s received: stopping the job (the record says interrupted; launch it again to resume)", signal.Signals(signum).name)
     raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """At a safe point (a batch start): a signal whose ``Interrupted`` was swallowed on the way
+    (raised inside a finaliser or a catch-all) is raised again here, so the job still stops."""
+    if _pending:
+        signum = _pending.pop()
+        _pending.clear()
+        log.warning("%s was received but its stop was lost on the way; stopping now", signal.Signals(signum).name)
+        raise Interrupted(signum)
 
 
 @contextlib.contextmanager
@@ -401,3 +417,17 @@ class RngState(_Callback):
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class InterruptCheck(_Callback):
+    """Stops the job at the next batch when a SIGTERM/SIGINT's ``Interrupted`` was swallowed on
+    its way out (``raise_if_interrupted``); a no-op otherwise."""
+
+    def on_train_batch_start(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+    def on_validation_batch_start(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+    def on_train_epoch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate as _instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,11 +35,11 @@ from epx.data.datamodule import EpxDataModule
 from epx.errors import InputError
 from epx.evaluate import evaluate, evaluation_trainer, write_folds
 from epx.io.atomic import write_text
-from epx.job import Job, RngState, global_rank, interruptible, plan
+from epx.job import InterruptCheck, Job, RngState, global_rank, interruptible, plan
+from epx.memory import tune_malloc
 from epx.preflight import validate
 from epx.record import JobRecord, is_smoke
 from epx.selection import mark_label
-from epx.memory import tune_malloc
 from epx.threads import apply_threads
 from epx.train.compute import apply_compute
 from epx.train.loggers import log_record, run_info
@@ -262,7 +262,9 @@ def _train(cfg: DictConfig) -> JobRecord:
         dm.prepare_data()
         dm.setup()
         if cfg.get("analysis"):  # refused now, not after hours of training
-            from epx.explain.run import check_analyses  # captum & co. only for jobs that ask
+            from epx.explain.run import (
+                check_analyses,  # captum & co. only for jobs that ask
+            )
 
             check_analyses(dm, cfg.model.name, OmegaConf.to_container(cfg.analysis, resolve=True))
         job.record.n_genes = dm.n_genes()
@@ -283,7 +285,7 @@ def _train(cfg: DictConfig) -> JobRecord:
         job.save()
 
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
-        callbacks.append(RngState())
+        callbacks += [RngState(), InterruptCheck()]
         trainer = instantiate(
             cfg.trainer, logger=job.logger, callbacks=callbacks, default_root_dir=str(job.dir), **cluster_plugins(cfg), **console(cfg, callbacks)
         )

@@ -192,10 +192,17 @@ def launch_command(cache: Path, folder: Path, *extra: str, multirun: bool = Fals
     return [sys.executable, str(REPO / "launch.py"), *(["-m"] if multirun else []), *data, *EPOCHS, *extra]
 
 
+def default_signals() -> None:
+    """The launched job starts with SIGINT/SIGTERM at their defaults, whatever this shell set
+    (a non-interactive shell's background jobs ignore SIGINT, and epx respects an ignored signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start(tmp_path: Path, command: list[str]) -> subprocess.Popen:
     path = tmp_path / f"launch-{time.time_ns()}.log"
     with open(path, "w") as log:
-        proc = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals)
     proc.log_path = path  # type: ignore[attr-defined]
     return proc
 
@@ -322,3 +329,18 @@ def test_the_suite_pins_its_environment():
     pin_environment(shell)
     assert shell == {"WANDB_MODE": "disabled", "WANDB_SILENT": "true", "NETRC": os.devnull, "PATH": "/bin"}
     assert os.environ["WANDB_MODE"] == "disabled" and "HYDRA_FULL_ERROR" not in os.environ  # this very session
+
+
+def test_a_swallowed_interrupt_still_stops_the_job_at_the_next_batch():
+    import epx.job as job_module
+
+    try:
+        job_module._interrupt(signal.SIGINT, None)
+    except job_module.Interrupted:
+        pass  # swallowed, as a finaliser or a library's catch-all would
+    check = job_module.InterruptCheck()
+    with pytest.raises(job_module.Interrupted) as stop:
+        check.on_train_batch_start()
+    assert stop.value.code == 130
+    check.on_train_batch_start()  # raised once: the job's record now says interrupted
+    job_module._received.clear()
