@@ -107,3 +107,15 @@ def small_synthetic_cache(small_synthetic, tmp_path_factory) -> Path:
 
 
 SMALL_SYNTHETIC = dict(n_chroms=23, chrom_length=1_000_000, genes_per_chrom=12, cells=("E003", "E114"))
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves the environment as it found it: an in-process W&B run exports its
+    service's address (``WANDB_SERVICE``), and a later test's subprocess job would join that
+    service and find its deterministic run id already in use."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
