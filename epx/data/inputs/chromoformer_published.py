@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 from epx.data.inputs.arrays import keep_batch
 from epx.data.inputs.chromoformer import ChromoformerInputs
 from epx.data.inputs.context import DataContext, target_array
-from epx.data.inputs.pcres import PcreSlots, _links
+from epx.data.inputs.pcres import PcreSlots, _links, fill_slots
 from epx.data.inputs.protocol import GeneIntervals, Layout, whole_dataset
 from epx.data.prepare.windows import BinnedRegions, Regions, ragged_arange
 from epx.errors import InputError
@@ -78,15 +78,7 @@ def select_published_pcres(genes: pd.DataFrame, interactions: pd.DataFrame, *, t
     links["key"] = links["chrom"].astype(str) + ":" + links["start"].astype(str) + "-" + links["end"].astype(str)
     links = links.sort_values(["gene", "freq", "key"], ascending=[True, False, True], kind="stable")
     links = links.drop_duplicates(["gene", "key"], keep="first")
-    links["slot"] = links.groupby("gene").cumcount()
-    links = links[links["slot"] < i_max]
-    g, s = links["gene"].to_numpy(), links["slot"].to_numpy()
-    slots.chrom[g, s] = links["chrom"].to_numpy()
-    slots.start[g, s] = links["start"].to_numpy()
-    slots.end[g, s] = links["end"].to_numpy()
-    slots.freq[g, s] = links["freq"].to_numpy()
-    slots.mask[g, s] = True
-    return slots
+    return fill_slots(slots, links, i_max)
 
 
 def promoter_regions(genes: pd.DataFrame, window_bp: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -84,15 +84,7 @@ def select_pcres(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_b
         return slots
     links = links.sort_values(["gene", "freq", "chrom", "start", "end"], ascending=[True, False, True, True, True], kind="stable")
     links = links.drop_duplicates(["gene", "chrom", "start", "end"], keep="first")
-    links["slot"] = links.groupby("gene").cumcount()
-    links = links[links["slot"] < i_max]
-    g, s = links["gene"].to_numpy(), links["slot"].to_numpy()
-    slots.chrom[g, s] = links["chrom"].to_numpy()
-    slots.start[g, s] = links["start"].to_numpy()
-    slots.end[g, s] = links["end"].to_numpy()
-    slots.freq[g, s] = links["freq"].to_numpy()
-    slots.mask[g, s] = True
-    return slots
+    return fill_slots(slots, links, i_max)
 
 
 def gene_links(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_bp: int = 1000) -> pd.DataFrame:
@@ -114,3 +106,17 @@ def gene_links(genes: pd.DataFrame, interactions: pd.DataFrame, *, tolerance_bp:
     g_tss = genes["tss"].to_numpy()[links["gene"]]
     self_link = (links["chrom"].to_numpy() == g_chrom) & (g_tss >= links["start"] - tolerance_bp) & (g_tss < links["end"] + tolerance_bp)
     return links[~self_link].reset_index(drop=True)
+
+
+def fill_slots(slots, links: pd.DataFrame, i_max: int):
+    """Puts each gene's ranked ``links`` (already in slot order, one row per partner) into its
+    first ``i_max`` pCRE slots: chrom, start, end, freq, mask. Returns ``slots``."""
+    links = links.assign(slot=links.groupby("gene").cumcount())
+    links = links[links["slot"] < i_max]
+    g, s = links["gene"].to_numpy(), links["slot"].to_numpy()
+    slots.chrom[g, s] = links["chrom"].to_numpy()
+    slots.start[g, s] = links["start"].to_numpy()
+    slots.end[g, s] = links["end"].to_numpy()
+    slots.freq[g, s] = links["freq"].to_numpy()
+    slots.mask[g, s] = True
+    return slots
