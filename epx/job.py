@@ -122,6 +122,15 @@ class Job:
         try:
             yield self
         except BaseException as err:
+            if _pending and not isinstance(err, SystemExit | KeyboardInterrupt):
+                # the signal's Interrupted was turned into another error on its way out (a library
+                # re-raising it wrapped): the job was still stopped by the signal, not failed
+                signum = _pending.pop()
+                _pending.clear()
+                stop = Interrupted(signum)
+                self.record.status = "interrupted"
+                self.record.error = f"Interrupted: {stop} ({INTERRUPTED}; it surfaced as {type(err).__name__}: {err})"
+                raise stop from err
             stopped = isinstance(err, SystemExit | KeyboardInterrupt)
             if isinstance(err, Interrupted):
                 _pending.clear()  # it arrived

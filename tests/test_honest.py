@@ -278,7 +278,8 @@ def test_sigterm_to_a_multirun_exits_143_with_a_summary_of_every_job(tmp_path, s
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 143, output_of(proc)[-3000:]
     rows = pd.read_csv(sweep / "summary.csv", dtype=str, keep_default_na=False).to_dict("records")
-    assert [(row["job"], row["fold"], row["status"]) for row in rows] == [("0", "0", "interrupted"), ("1", "1", "missing"), ("2", "2", "missing")]
+    statuses = [(row["job"], row["fold"], row["status"]) for row in rows]
+    assert statuses == [("0", "0", "interrupted"), ("1", "1", "missing"), ("2", "2", "missing")], [row["error"] for row in rows]
     assert "SIGTERM" in rows[0]["error"]
     assert (sweep / "summary.png").stat().st_mtime >= (sweep / "0" / "metrics.json").stat().st_mtime
 
@@ -343,4 +344,21 @@ def test_a_swallowed_interrupt_still_stops_the_job_at_the_next_batch():
         check.on_train_batch_start()
     assert stop.value.code == 130
     check.on_train_batch_start()  # raised once: the job's record now says interrupted
+    job_module._received.clear()
+
+
+def test_an_interrupt_that_surfaces_as_another_error_is_recorded_as_interrupted(tmp_path):
+    import epx.job as job_module
+
+    job = job_module.Job(dir=tmp_path, record=JobRecord())
+    with pytest.raises(job_module.Interrupted) as stop:
+        with job.running():
+            try:
+                job_module._interrupt(signal.SIGTERM, None)
+            except job_module.Interrupted as err:
+                raise RuntimeError("DataLoader worker raised") from err  # a library wrapping it
+    assert stop.value.code == 143 and not job_module._pending
+    record = JobRecord.read(tmp_path)
+    assert record.status == "interrupted" and record.error.startswith("Interrupted: SIGTERM received; exit code 143")
+    assert "RuntimeError: DataLoader worker raised" in record.error
     job_module._received.clear()
