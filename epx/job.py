@@ -122,11 +122,10 @@ class Job:
         try:
             yield self
         except BaseException as err:
-            if _pending and not isinstance(err, SystemExit | KeyboardInterrupt):
+            signum = None if isinstance(err, SystemExit | KeyboardInterrupt) else _take_pending()
+            if signum is not None:
                 # the signal's Interrupted was turned into another error on its way out (a library
                 # re-raising it wrapped): the job was still stopped by the signal, not failed
-                signum = _pending.pop()
-                _pending.clear()
                 stop = Interrupted(signum)
                 self.record.status = "interrupted"
                 self.record.error = f"Interrupted: {stop} ({INTERRUPTED}; it surfaced as {type(err).__name__}: {err})"
@@ -197,12 +196,18 @@ def _interrupt(signum: int, frame) -> None:
     raise Interrupted(signum)
 
 
+def _take_pending() -> int | None:
+    """The latest signal whose ``Interrupted`` has not reached a job's record, now taken; or None."""
+    signum = _pending[-1] if _pending else None
+    _pending.clear()
+    return signum
+
+
 def raise_if_interrupted() -> None:
     """At a safe point (a batch start): a signal whose ``Interrupted`` was swallowed on the way
     (raised inside a finaliser or a catch-all) is raised again here, so the job still stops."""
-    if _pending:
-        signum = _pending.pop()
-        _pending.clear()
+    signum = _take_pending()
+    if signum is not None:
         log.warning("%s was received but its stop was lost on the way; stopping now", signal.Signals(signum).name)
         raise Interrupted(signum)
 
