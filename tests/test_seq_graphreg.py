@@ -206,6 +206,69 @@ def test_explain_attributes_the_bottleneck_bins(sg_job):
     assert layout.bin_bp == 100 and layout.start.shape == (2, BINS)
 
 
+def test_the_dna_view_predicts_as_the_job_and_recomputes_only_edited_chunks(sg_job):
+    """Seen from its DNA, a separate-mode job predicts exactly what it predicts from its cache;
+    an edit recomputes only the edited chunk, and equals the base run over the edited window."""
+    from epx.explain.job import ExplainJob
+    from epx.explain.onehot import onehot_adapter, onehot_layout, onehot_name, predict, predict_edited
+
+    job = ExplainJob.load(sg_job)
+    view = onehot_adapter(job)
+    assert onehot_name(job) == "dna" and view is onehot_adapter(job), "one view per job: its memos persist"
+    rows = job.rows("test")[:2]
+    assert onehot_layout(job, rows).bin_bp == 1
+    batch, own = view.batch(rows), job.adapter.batch(rows)
+    with torch.no_grad():
+        expected = job.adapter.forward_genes(own.inputs, own.extra).double().numpy()
+    np.testing.assert_array_equal(predict(view, batch, 1), expected)
+    calls = []
+    base = view.base_net
+    original = base.bottleneck
+    base.bottleneck = lambda x: calls.append(x.shape[0]) or original(x)
+    try:
+        def knock(x, lo, hi):
+            x[:, :, 15_000:15_050] = 0  # 50 bases of the middle 10 kb chunk set to N
+
+        edited = predict_edited(view, batch, "dna", np.array([0]), knock, 1)
+        again = predict_edited(view, batch, "dna", np.array([0]), knock, 1)
+    finally:
+        base.bottleneck = original
+    assert calls == [1], "one chunk recomputed, once: the second pass is the memo's"
+    np.testing.assert_array_equal(edited, again)
+    # the same edit through the base over the whole window, as a cache would hold it
+    dna = batch.inputs["dna"][:1].clone()
+    knock(dna, 0, 1)
+    with torch.no_grad():
+        chunks = dna.view(1, 4, 3, 10_000).permute(0, 2, 1, 3).reshape(3, 4, 10_000)
+        b = original(chunks).to(torch.float16).float().permute(1, 0, 2).reshape(1, 64, -1)
+        one = {k: v[:1] for k, v in batch.extra.items()}
+        counts = job.net(bottleneck=b, edge_index=view.edge_index(one))
+        direct = torch.log2(counts.gather(1, one["tss_node"][:, None])[:, 0] + 1).double().numpy()
+    np.testing.assert_allclose(edited, direct, rtol=1e-6)
+
+
+def test_knockout_and_variants_run_on_a_separate_mode_job(sg_job, folder):
+    from epx.explain.job import ExplainJob
+    from epx.explain.knockout import knockout
+    from epx.explain.motifs import MotifSet
+    from epx.explain.onehot import onehot_adapter
+    from epx.explain.variants import score_variants
+    from epx.io.vcf import read_snvs
+
+    job = ExplainJob.load(sg_job)
+    rows = job.rows("test")
+    motifs = MotifSet.load(folder / "motifs.meme", None, pvalue=1e-4)
+    table = knockout(job, rows, motifs)
+    assert len(table) == len(rows) * len(motifs.names)
+    assert (table.loc[table.n_hits == 0, "delta"] == 0).all()
+    assert np.isfinite(table["delta"]).all() and (table.n_hits > 0).any()
+    view = onehot_adapter(job)
+    snvs = read_snvs(folder / "variants.vcf", job.chrom_sizes())
+    scores = score_variants(job, snvs, rows)
+    assert scores.counts["scored_pairs"] == len(scores.table) and np.isfinite(scores.table["delta"]).all()
+    assert len(view._windows) <= view.WINDOW_MEMO
+
+
 def test_predict_rescores_it_on_another_cell_from_the_cached_bottlenecks(sg_job, base_job):
     from epx.predict import predict
 

@@ -31,6 +31,7 @@ import torch
 
 from epx.explain.motifs import MotifSet
 from epx.explain.onehot import (
+    onehot_adapter,
     BASES,
     channel,
     columns,
@@ -47,7 +48,7 @@ COLUMNS = ["gene", "gene_id", "chrom", "position", "offset", "ref", "alt", "pred
 
 
 def motif_centers(job, rows, motifs: MotifSet, name: str) -> np.ndarray:
-    adapter = job.adapter
+    adapter = onehot_adapter(job)
     rows = adapter.check_rows(rows)
     one = motifs.subset([name])
     out = np.full(len(rows), -1, np.int64)
@@ -65,7 +66,7 @@ def motif_centers(job, rows, motifs: MotifSet, name: str) -> np.ndarray:
 
 
 def ism(job, rows, centers, *, flank_bp: int = 50, batch_size: int | None = None) -> pd.DataFrame:
-    adapter = job.adapter
+    adapter = onehot_adapter(job)
     rows = adapter.check_rows(rows)
     centers = np.asarray(centers, np.int64).reshape(-1)
     name = onehot_name(job, "ISM")

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from epx.explain.motifs import MotifSet
-from epx.explain.onehot import onehot_layout, onehot_name, predict, predict_edited
+from epx.explain.onehot import onehot_adapter, onehot_layout, onehot_name, predict, predict_edited
 
 COLUMNS = ["motif", "gene", "gene_id", "chrom", "tss", "n_hits", "n_bases", "prediction", "knockout", "delta", "log2_fold_change"]
 
@@ -59,7 +59,7 @@ def _overlapping(chrom: np.ndarray, gene_id: np.ndarray, lo: np.ndarray, hi: np.
 
 
 def knockout(job, rows, motifs: MotifSet, *, regions: pd.DataFrame | None = None, batch_size: int | None = None) -> pd.DataFrame:
-    adapter = job.adapter
+    adapter = onehot_adapter(job)
     rows = adapter.check_rows(rows)
     name = onehot_name(job, "motif knockout")
     per_forward = int(batch_size or adapter.default_batch)

@@ -1,7 +1,11 @@
 """The one-hot DNA input of a sequence model, edited: what knockout, ISM and variants share.
 
-Contract (any adapter, ``epx.explain.adapters.base``, whose builder's channels are A C G T):
+Contract (any adapter, ``epx.explain.adapters.base``, whose builder's channels are A C G T,
+or that offers a view of its model from the DNA):
 
+- ``onehot_adapter(job) -> Adapter``: the adapter these analyses drive: the job's own, or the
+  one its ``sequence_view()`` returns where it has one (a model that reads features cached
+  from the DNA, Seq-GraphReg's bottlenecks, seen from the bases they were computed from).
 - ``onehot_name(job) -> str``: the input that holds one-hot DNA: the adapter's
   ``onehot_input`` attribute when it declares one (a model with several inputs, e.g. DNA
   plus cached bottlenecks), else its only input. A model that reads no DNA is one
@@ -35,8 +39,13 @@ from epx.explain.adapters import GeneBatch, Layout
 BASES = ("A", "C", "G", "T")
 
 
+def onehot_adapter(job):
+    view = getattr(job.adapter, "sequence_view", None)
+    return view() if view is not None else job.adapter
+
+
 def onehot_name(job, what: str = "this analysis") -> str:
-    adapter = job.adapter
+    adapter = onehot_adapter(job)
     declared = getattr(adapter, "onehot_input", None)
     if declared:
         return str(declared)
@@ -51,7 +60,7 @@ def onehot_name(job, what: str = "this analysis") -> str:
 
 def onehot_layout(job, rows, what: str = "this analysis") -> Layout:
     name = onehot_name(job, what)
-    layout = job.adapter.layouts(rows)[name]
+    layout = onehot_adapter(job).layouts(rows)[name]
     if layout.bin_bp != 1 or layout.slot_axis:
         raise InputError(f"{what}: input {name!r} of model {job.model!r} is not one column per base (bin_bp={layout.bin_bp})")
     return layout

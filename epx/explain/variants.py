@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from epx.explain.onehot import (
+    onehot_adapter,
     channel,
     columns,
     onehot_layout,
@@ -103,7 +104,7 @@ def _pairs(windows: pd.DataFrame, snvs: pd.DataFrame) -> tuple[np.ndarray, np.nd
 
 
 def score_variants(job, snvs: VcfSnvs, rows, *, batch_size: int | None = None) -> VariantScores:
-    adapter = job.adapter
+    adapter = onehot_adapter(job)
     rows = adapter.check_rows(rows)
     name = onehot_name(job, "variant effects")
     per_forward = int(batch_size or adapter.default_batch)

@@ -13,10 +13,23 @@ the attributed input differs:
   default (a 6 Mb window is 60 chunks through the base).
 
 Scaling a bottleneck or a one-hot is not a mutation: in-silico mutagenesis and motif
-knockouts are analyses of their own.
+knockouts are analyses of their own. They edit bases (``epx.explain.onehot``), so a
+separate-mode job offers them ``sequence_view()``: ``SeqGraphRegDNAView``, the same model
+seen from its DNA — input ``dna`` (N, 4, W), the window's one-hot per base; a forward pass
+recomputes with the job's base model only the 100 kb chunks whose bases differ from the
+reference (a chunk's bottleneck depends on that chunk alone), rounded to the cache's dtype as
+the cached ones are, and reads the others from the cache. So an unedited input gives exactly
+the job's own prediction, and an edit costs one base forward per edited chunk plus one
+graph-head forward. Two exact memos keep repeated work out: a chunk's bottleneck by the
+digest of its bases, and a window's per-node counts by (window, digests of its edited
+chunks) — genes that share a window and an edit (a motif knockout of every hit in the
+window) share one forward pass.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -29,12 +42,14 @@ from epx.explain.adapters.graphreg import GraphRegAdapter
 
 class _SeqWindows(GraphRegAdapter):
     input_key = ""
+    dataset_key = ""  # the dataset's input tensor, when it is not the one the adapter exposes
 
     def _fetch(self, dataset, positions):
         t = dataset.table
         window = self._gene_window(dataset)[positions]
         windows, inverse = np.unique(window, return_inverse=True)
-        x = dataset.inputs(windows)["x"][self.input_key]
+        key = self.dataset_key or self.input_key
+        x = dataset.inputs(windows)["x"][key]
         edges = [t.edges[w] for w in window]
         padded = np.zeros((len(positions), 2, max([e.shape[1] for e in edges] + [1])), np.int64)
         for i, e in enumerate(edges):
@@ -44,10 +59,23 @@ class _SeqWindows(GraphRegAdapter):
             "n_edges": torch.as_tensor([e.shape[1] for e in edges], dtype=torch.long),
             "tss_node": torch.from_numpy(t.gene_node[positions].astype(np.int64)),
         }
-        return {self.input_key: x[torch.from_numpy(inverse)]}, extra
+        return {key: x[torch.from_numpy(inverse)]}, extra
 
     def _counts(self, inputs, extra) -> Tensor:
         raise NotImplementedError
+
+    def _dna_layout(self, rows) -> Layout:
+        """Each gene's window per base (genomic, never reversed)."""
+        rows = self.check_rows(rows)
+        g = self.gene_table(rows)
+        chrom, start, _ = self.windows(rows)
+        j = np.arange(self.dm.inputs.window_bp, dtype=np.int64)
+        lo = start[:, None] + j[None, :]
+        tss = g["tss"].to_numpy(np.int64)[:, None]
+        minus = g["strand"].to_numpy() == "-"
+        offset = np.where(minus[:, None], tss - lo, lo - tss)
+        return Layout(chrom=chrom, start=lo, end=lo + 1, offset_bp=offset, valid=np.ones(lo.shape, bool),
+                      reverse=np.zeros(len(rows), bool), bin_bp=1)
 
     def forward_genes(self, inputs, extra) -> Tensor:
         counts = self._counts(inputs, extra)  # (n, N)
@@ -71,6 +99,106 @@ class SeqGraphRegAdapter(_SeqWindows):
     def layouts(self, rows) -> dict[str, Layout]:
         return {"bottleneck": super().layouts(rows)["x"]}
 
+    def sequence_view(self) -> "SeqGraphRegDNAView":
+        """This job seen from its DNA (one view per adapter: its memos are kept between analyses)."""
+        view = self.__dict__.get("_dna_view")
+        if view is None and isinstance(self.dm.inputs, SeqGraphRegInputs):
+            view = self.__dict__["_dna_view"] = SeqGraphRegDNAView(self.net, self.dm, self.objective, self.model, self.device)
+        return view if view is not None else self
+
+
+class _Memo(OrderedDict):
+    """A bounded least-recently-used dict."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+def _digest(t: Tensor) -> bytes:
+    return hashlib.blake2b(t.detach().contiguous().cpu().numpy().tobytes(), digest_size=16).digest()
+
+
+class SeqGraphRegDNAView(SeqGraphRegAdapter):
+    """A separate-mode job from its DNA: input ``dna`` (N, 4, W) one-hot per base of the gene's
+    window; ``extra`` adds the cached ``bottleneck`` (N, 64, L), ``dna_ref`` (N, 4, W) bool (the
+    reference one-hot) and ``window`` (N, 2) (split, window) ids (see the module docstring)."""
+
+    input_names = ("dna",)
+    input_key = "dna"
+    dataset_key = "bottleneck"
+    onehot_input = "dna"
+    default_batch = 1  # a 6 Mb window's one-hot is 96 MB
+    CHUNK_MEMO = 2048  # bottlenecks of edited chunks (64 x 1,000 float32 each: 256 kB)
+    WINDOW_MEMO = 256  # per-node counts of edited windows
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        builder = self.dm.inputs
+        self.base_net, self.chunk_bp, self.base_batch = builder.base.net.to(self.device), builder.chunk_bp, builder.base_batch
+        self.cache_dtype = torch.from_numpy(np.zeros(0, builder.cache.dtype)).dtype
+        self._chunks, self._windows = _Memo(self.CHUNK_MEMO), _Memo(self.WINDOW_MEMO)
+
+    @property
+    def sees(self) -> str:
+        return "the DNA sequence (one-hot, through its base model's bottleneck) of " + GraphRegAdapter.sees.fget(self)
+
+    def _fetch(self, dataset, positions):
+        inputs, extra = super()._fetch(dataset, positions)
+        t = dataset.table
+        window = self._gene_window(dataset)[positions]
+        dna = torch.from_numpy(dataset.genome.onehot(np.asarray(t.chrom, dtype=object)[window], t.start_bp[window], self.dm.inputs.window_bp))
+        split = self._splits.index(next(name for name, ds in self.dm.datasets.items() if ds is dataset))
+        extra.update(bottleneck=inputs["bottleneck"], dna_ref=dna.bool(),
+                     window=torch.as_tensor(np.stack([np.full(len(window), split), window], axis=1), dtype=torch.long))
+        return {"dna": dna}, extra
+
+    def _chunk_bottleneck(self, chunks: Tensor) -> Tensor:
+        """(C, 4, chunk_bp) -> (C, 64, chunk_bp / 100): the base's bottleneck, as the cache holds it."""
+        keys = [_digest(c) for c in chunks]
+        todo = [i for i, k in enumerate(keys) if k not in self._chunks]
+        for lo in range(0, len(todo), self.base_batch):
+            at = todo[lo : lo + self.base_batch]
+            fresh = self.base_net.bottleneck(chunks[at].to(self.device)).to(self.cache_dtype).float()
+            for i, b in zip(at, fresh):
+                self._chunks.get_or(keys[i], lambda b=b: b)
+        return torch.stack([self._chunks.get_or(k, lambda: None) for k in keys])
+
+    def _counts(self, inputs, extra) -> Tensor:
+        dna, ref = inputs["dna"], extra["dna_ref"]
+        n, _, width = dna.shape
+        k = width // self.chunk_bp
+        per_chunk = dna.view(n, 4, k, self.chunk_bp)
+        changed = (per_chunk != ref.view(n, 4, k, self.chunk_bp)).any(dim=3).any(dim=1)  # (n, K)
+        out = []
+        for g in range(n):
+            edited = changed[g].nonzero().flatten().tolist()
+            chunks = per_chunk[g].permute(1, 0, 2)[edited]  # (C, 4, chunk_bp)
+            digests = tuple(_digest(c) for c in chunks)
+            key = (tuple(extra["window"][g].tolist()), tuple(edited), digests)
+
+            def head(g=g, edited=edited, chunks=chunks):
+                b = extra["bottleneck"][g : g + 1].clone()
+                if edited:
+                    b.view(1, b.shape[1], k, -1)[0, :, edited, :] = self._chunk_bottleneck(chunks).permute(1, 0, 2)
+                one = {name: t[g : g + 1] for name, t in extra.items()}
+                return self.net(bottleneck=b, edge_index=self.edge_index(one))[0]
+
+            out.append(self._windows.get_or(key, head))
+        return torch.stack(out)
+
+    def layouts(self, rows) -> dict[str, Layout]:
+        return {"dna": self._dna_layout(rows)}
+
 
 @register(SeqGraphRegEndToEndInputs)
 class SeqGraphRegEndToEndAdapter(_SeqWindows):
@@ -88,13 +216,4 @@ class SeqGraphRegEndToEndAdapter(_SeqWindows):
         return self.net(x=inputs["x"], edge_index=self.edge_index(extra))["counts"]
 
     def layouts(self, rows) -> dict[str, Layout]:
-        rows = self.check_rows(rows)
-        g = self.gene_table(rows)
-        chrom, start, _ = self.windows(rows)
-        j = np.arange(self.dm.inputs.window_bp, dtype=np.int64)
-        lo = start[:, None] + j[None, :]
-        tss = g["tss"].to_numpy(np.int64)[:, None]
-        minus = g["strand"].to_numpy() == "-"
-        offset = np.where(minus[:, None], tss - lo, lo - tss)
-        return {"x": Layout(chrom=chrom, start=lo, end=lo + 1, offset_bp=offset, valid=np.ones(lo.shape, bool),
-                            reverse=np.zeros(len(rows), bool), bin_bp=1)}
+        return {"x": self._dna_layout(rows)}
