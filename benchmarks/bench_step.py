@@ -38,6 +38,7 @@ page-faults its memory in again every step; ``compute.malloc_tune`` keeps it.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -83,6 +84,7 @@ class Case:
     conf: str  # conf/model/CONF.yaml: its optimizer's foreach/fused flags, now and at the baseline
     optimizer: Callable = torch.optim.Adam
     max_rounds: int = 1_000  # seq_cnn_base's step takes seconds: fewer rounds keep the run short
+    full_batch: bool = False  # linear: a closure-driven L-BFGS step, as EpxModule runs it (``lbfgs_stepper``)
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -94,6 +96,17 @@ def promoter_batch(n: int) -> Callable[[], dict]:
         g = _generator()
         return {"x": torch.rand(n, 7, 60, generator=g) * 3, "target": torch.randn(n, generator=g)}
     return make
+
+
+def ridge_batch(n: int = 13_000, n_marks: int = 7, n_bins: int = 60) -> dict:
+    """Promoter windows whose target a linear map explains in part (R² about 0.6), so L-BFGS
+    runs its whole ``max_iter`` from zero as on real data (a pure-noise target converges in a
+    few evaluations); ``gene``: the batch's row ids, as EpxModule's batches carry."""
+    g = _generator()
+    level = torch.rand(n, n_marks, 1, generator=g) * 3
+    x = (level * torch.rand(1, 1, n_bins, generator=g) + torch.rand(n, n_marks, n_bins, generator=g)).abs()
+    w = torch.randn(n_marks * n_bins, generator=g) * 0.05
+    return {"x": x, "target": x.flatten(1) @ w + torch.randn(n, generator=g), "gene": torch.arange(n)}
 
 
 def chromoformer_batch(b: int = 64, i: int = 8, n_marks: int = 7, window_bp: int = 40_000) -> dict:
@@ -146,7 +159,8 @@ def poisson(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 PUBLISHED = {"layer_order": "published"}
 CASES: dict[str, Case] = {
-    "linear": Case("linear", "LinearHistone", {"n_marks": 7, "n_bins": 60}, promoter_batch(13_000), mse, "linear"),
+    "linear": Case("linear", "LinearHistone", {"n_marks": 7, "n_bins": 60, "l2": 0.1}, ridge_batch, mse, "linear",
+                   torch.optim.LBFGS, full_batch=True),
     "promoter_cnn": Case("promoter_cnn", "PromoterCNN", {"n_marks": 7, "n_bins": 60}, promoter_batch(64), mse, "promoter_cnn"),
     "chromoformer": Case("chromoformer", "Chromoformer", {"n_marks": 7}, chromoformer_batch, mse, "chromoformer",
                          torch.optim.AdamW),
@@ -172,8 +186,10 @@ def optimizer_options(yaml_text: str | None, optimizer: Callable) -> dict:
     from omegaconf import OmegaConf
 
     node = OmegaConf.create(yaml_text).get("module", {}).get("optimizer") or {}
-    if node.get("_target_") != f"torch.optim.{optimizer.__name__}":  # linear's L-BFGS: the bench keeps Adam
+    if node.get("_target_") != f"torch.optim.{optimizer.__name__}":
         return {}
+    if optimizer is torch.optim.LBFGS:  # the step's length is the config's: lr, max_iter, line search
+        return {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("_")}
     return {k: bool(node[k]) for k in ("foreach", "fused") if node.get(k) is not None}
 
 
@@ -187,8 +203,50 @@ def conf_text(commit: str | None, name: str) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-def stepper(net: torch.nn.Module, case: Case, batch: dict, options: dict) -> Callable[[], None]:
-    inputs = {k: v for k, v in batch.items() if k != "target"}
+def lbfgs_stepper(net: torch.nn.Module, batch: dict, options: dict, now: bool) -> Callable[[], None]:
+    """One full-batch L-BFGS step of the regression objective from the net's initial weights with a
+    fresh optimizer (a job's first epoch; later ones converge in a few evaluations), its closure
+    as Lightning builds it around ``EpxModule.training_step``: loss, zero_grad, backward. ``now``
+    scores the batch as today's ``training_step`` does (``epx.train.module.objective_loss``, where
+    the net may use its own loss); the baseline's took the forward. Each step starts from a copy
+    of the untouched net, so nothing the net keeps between evaluations carries over."""
+    from epx.train.module import objective_loss
+    from epx.train.objectives import Regression
+
+    objective = Regression()
+    module_batch = {"x": {"x": batch["x"]}, "y": batch["target"], "gene": batch["gene"]}
+    template = copy.deepcopy(net)
+    evaluations = []
+
+    def loss_of(model: torch.nn.Module) -> torch.Tensor:
+        if now:
+            return objective_loss(model, objective, module_batch)
+        return objective.loss(model(**module_batch["x"]), module_batch)
+
+    def step() -> None:
+        model = copy.deepcopy(template)
+        optimizer = torch.optim.LBFGS(model.parameters(), **options)
+        count = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal count
+            count += 1
+            loss = loss_of(model) + model.penalty()
+            optimizer.zero_grad()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        evaluations.append(count)
+
+    step.evaluations = evaluations
+    return step
+
+
+def stepper(net: torch.nn.Module, case: Case, batch: dict, options: dict, now: bool = True) -> Callable[[], None]:
+    if case.full_batch:
+        return lbfgs_stepper(net, batch, options, now)
+    inputs = {k: v for k, v in batch.items() if k not in ("target", "gene")}
     optimizer = case.optimizer(net.parameters(), lr=1e-4, **options)
 
     def step() -> None:
@@ -221,7 +279,7 @@ def worker(name: str, baseline_root: str, baseline: str, tuned: bool, compile_to
     torch.manual_seed(0)
     base = base_cls(**case.kwargs)
     batch = case.batch()
-    inputs = {k: v for k, v in batch.items() if k != "target"}
+    inputs = {k: v for k, v in batch.items() if k not in ("target", "gene")}
     now_options = optimizer_options(conf_text(None, case.conf), case.optimizer)
     nets, options = {}, {}
     for key in (UNTUNED if not tuned else TUNED[: 2 if compile_too else 1]):
@@ -237,13 +295,15 @@ def worker(name: str, baseline_root: str, baseline: str, tuned: bool, compile_to
             ready["eval_max_rel_diff"] = max_relative_difference(nets["now_untuned"].eval()(**inputs), base.eval()(**inputs))
     if "compiled" in nets:
         nets["compiled"].compile()
-    steps = {key: stepper(net.train(), case, batch, options[key]) for key, net in nets.items()}
+    steps = {key: stepper(net.train(), case, batch, options[key], now=key != "baseline") for key, net in nets.items()}
     for key, step in steps.items():  # warm-up: allocator, oneDNN primitives, compilation
         t0 = time.perf_counter()
         for _ in range(3 if key == "compiled" else 1):
             step()
         if key == "compiled":
             ready["compile_s"] = time.perf_counter() - t0
+    if case.full_batch:  # L-BFGS's evaluations per step: equal unless rounding moved the line search
+        ready["evaluations"] = {key: step.evaluations[-1] for key, step in steps.items()}
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         key = line.strip()
@@ -301,7 +361,8 @@ def bench(name: str, baseline_root: str, baseline: str, rounds: int, compile_too
             w.close()
     result = {"model": name, "eval_max_rel_diff": ready["untuned"]["eval_max_rel_diff"],
               "compile_s": ready["tuned"].get("compile_s"),
-              "options": {**ready["untuned"]["options"], **ready["tuned"]["options"]}}
+              "options": {**ready["untuned"]["options"], **ready["tuned"]["options"]},
+              "evaluations": {**ready["untuned"].get("evaluations", {}), **ready["tuned"].get("evaluations", {})}}
     for key in order:
         result[f"{key}_wall"] = statistics.median(wall[key])
         result[f"{key}_cpu"] = statistics.median(cpu[key])
@@ -343,7 +404,9 @@ def main(argv=None) -> int:
                 line += f"  {r['compiled_cpu']:8.4f} {r['now_cpu'] / r['compiled_cpu']:5.2f} {r['compile_s']:8.1f}"
             print(line, flush=True)
             if any(r["options"].values()):
-                print(f"{'':19s} optimizer flags from conf/model: {r['options']}")
+                print(f"{'':19s} optimizer options from conf/model: {r['options']}")
+            if r["evaluations"]:
+                print(f"{'':19s} L-BFGS evaluations per step: {r['evaluations']}")
     return 0
 
 

@@ -27,6 +27,12 @@ gradients. When set, ``training_step`` makes ``batch["x"][prior.input_key]`` req
 gradient's graph kept) to the loss and logs it as ``train/prior``. Without one (the default)
 training is exactly as before.
 
+A net may compute the objective's loss itself (``OwnLoss``: ``objective_loss(objective, batch)``
+gives the same value and gradients as ``objective.loss(net(**batch["x"]), batch)``, or None to
+use that); the linear baseline scores L-BFGS's repeated evaluations of one batch from the
+batch's moments. ``objective_loss(net, objective, batch)`` makes that choice, as training
+without a prior does.
+
 A training loss that is NaN or inf stops the job: ``training_step`` raises
 ``epx.errors.NonFiniteLossError`` giving the global step, epoch, batch and loss value and the
 fixes (lower the learning rate, check the inputs for NaN, clip gradients with
@@ -53,6 +59,19 @@ class Penalized(Protocol):
     """A net with a regularisation term added to its training loss (the linear baseline's ridge)."""
 
     def penalty(self) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class OwnLoss(Protocol):
+    """A net that can compute an objective's loss on a batch more cheaply than from its forward."""
+
+    def objective_loss(self, objective, batch: dict) -> torch.Tensor | None: ...
+
+
+def objective_loss(net: nn.Module, objective, batch: dict) -> torch.Tensor:
+    """``objective.loss(net(**batch["x"]), batch)``, or the net's own equal computation of it."""
+    own = net.objective_loss(objective, batch) if isinstance(net, OwnLoss) else None
+    return objective.loss(net(**batch["x"]), batch) if own is None else own
 
 
 class EpxModule(L.LightningModule):
@@ -92,7 +111,7 @@ class EpxModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.prior is None:
-            loss = self.objective.loss(self(batch["x"]), batch)
+            loss = objective_loss(self.net, self.objective, batch)
         else:
             inputs = dict(batch["x"])
             inputs[self.prior.input_key] = inputs[self.prior.input_key].detach().requires_grad_(True)
