@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from epx.models.attention import TransformerLayer
-from epx.models.fast_layers import Dropout, MaxPool1d, PoolAlignedConv1d
+from epx.models.fast_layers import Dropout, MaxPool1d, PhaseMax, PoolAlignedConv1d, conv_by_phase
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -40,6 +40,26 @@ def test_max_pool_matches_the_stock_pool_and_its_gradient(kernel, length):
     assert torch.equal(ours, stock)
     g = torch.randn_like(stock)
     assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(stock, x, g)[0])
+
+
+@pytest.mark.parametrize("kernel", [2, 5])
+def test_max_pool_sends_a_tied_windows_gradient_to_its_first_maximum_like_the_stock_pool(kernel):
+    # ReLU -> BatchNorm (the published layer order) makes whole windows equal
+    x = torch.randint(0, 3, (2, 4, 10 * kernel)).float().requires_grad_(True)
+    ours, stock = MaxPool1d(kernel)(x), F.max_pool1d(x, kernel)
+    assert torch.equal(ours, stock)
+    g = torch.randn_like(stock)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(stock, x, g)[0])
+
+
+def test_max_pool_of_a_window_with_nan_outputs_nan_and_gives_it_the_gradient():
+    x = torch.randn(1, 2, 10)
+    x[0, 0, 3] = float("nan")
+    x.requires_grad_(True)
+    out = MaxPool1d(2)(x)
+    assert out[0, 0, 1].isnan() and torch.equal(out.isnan(), F.max_pool1d(x, 2).isnan())
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    assert grad[0, 0, 3] == 1 and grad[0, 0, 2] == 0 and grad.sum() == out.numel()
 
 
 def test_max_pool_of_a_length_the_kernel_does_not_divide_drops_the_tail_like_the_stock_pool():
@@ -80,3 +100,58 @@ def test_attention_over_an_affine_context_equals_the_built_context():
     built = layer(query, context=marks @ weight.T + offset, key_valid=key_valid)
     affine = layer(query, affine_context=(marks, weight, offset), key_valid=key_valid)
     torch.testing.assert_close(affine, built, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, padding, k, length", [(25, "same", 2, 60), (3, "same", 5, 30), (4, "same", 2, 14), (5, 2, 3, 12)])
+def test_conv_by_phase_is_the_full_conv_regrouped_by_window(kernel, padding, k, length):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(3, 4, kernel, padding=padding)
+    x = torch.randn(2, 3, length, requires_grad=True)
+    planes = conv_by_phase(conv, x, k)
+    full = conv(x)
+    assert planes.shape == (2, 4, k, length // k)
+    regrouped = full.view(2, 4, length // k, k).transpose(2, 3)
+    torch.testing.assert_close(planes, regrouped, rtol=1e-6, atol=1e-6)
+    g = torch.randn_like(regrouped)
+    ours = torch.autograd.grad(planes, [x, conv.weight, conv.bias], g)
+    stock = torch.autograd.grad(regrouped, [x, conv.weight, conv.bias], g)
+    for a, b in zip(ours, stock):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+@pytest.mark.parametrize("tied", [False, True])
+def test_phase_max_is_the_stock_pool_of_the_interleaved_windows(k, tied):
+    n = 12
+    x = (torch.randint(0, 3, (2, 4, n * k)).float() if tied else torch.randn(2, 4, n * k)).requires_grad_(True)
+    planes = x.view(2, 4, n, k).transpose(2, 3)  # the layout conv_by_phase writes
+    ours, stock = PhaseMax.apply(planes), F.max_pool1d(x, k)
+    assert torch.equal(ours, stock)
+    g = torch.randn_like(stock)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(stock, x, g)[0])
+
+
+@pytest.mark.parametrize("layer_order", ["epx", "published"])
+def test_encoder_fast_path_matches_its_stock_forward_and_gradients(layer_order):
+    from epx.models.graphreg_blocks import EpiEncoder
+
+    torch.manual_seed(0)
+    encoder = EpiEncoder(n_marks=3, d=16, dropout=0.0, layer_order=layer_order).train()
+    x = torch.rand(2, 3, 500) * 2
+    g = torch.randn(2, 16, 10)
+    params = list(encoder.parameters())
+    fast = encoder(x)
+    fast_grads = torch.autograd.grad(fast, params, g)
+    stats = [b.clone() for b in encoder.buffers()]
+    torch.manual_seed(0)
+    stock_encoder = EpiEncoder(n_marks=3, d=16, dropout=0.0, layer_order=layer_order).train()
+    stock = stock_encoder._stock_forward(x)
+    stock_grads = torch.autograd.grad(stock, list(stock_encoder.parameters()), g)
+    torch.testing.assert_close(fast, stock, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fast_grads, stock_grads):  # rounding against the largest entry (a conv bias before BN gets ~0)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()) + 1e-6)
+    for a, b in zip(stats, stock_encoder.buffers()):  # running statistics and batch counts
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    encoder.eval(), stock_encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), stock_encoder._stock_forward(x), rtol=1e-6, atol=1e-6)

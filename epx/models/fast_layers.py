@@ -14,10 +14,14 @@ there (measured in ``benchmarks/bench_step.py``, one thread):
   ``nn.Dropout``.
 - ``MaxPool1d``: a non-overlapping pool (``stride == kernel_size``, no padding or dilation)
   is a max over the last axis of a ``(..., L // k, k)`` view, which is faster than the stock
-  pooling kernel on CPU and routes the gradient to one maximum of each window, as the stock
-  pool does. A length the kernel does not divide drops its last ``L % k`` positions first,
-  as the stock pool does without ``ceil_mode`` (``PromoterCNN``'s 15 and 7 bins). Anything
-  else runs the stock kernel.
+  pooling kernel on CPU and routes the gradient to the first maximum of each window, as the
+  stock pool does. For k = 2 (``PairMax``, the pool after Epi-GraphReg's first stage: 7.7 M
+  elements a step) the max of the two strided halves is several times cheaper than
+  ``max(dim)``, which also writes an int64 index per window; the backward finds each
+  window's first maximum again from the saved input (one comparison). A window holding NaN
+  outputs NaN, as the stock pool does, and sends its gradient to its first NaN. A length the
+  kernel does not divide drops its last ``L % k`` positions first, as the stock pool does
+  without ``ceil_mode`` (``PromoterCNN``'s 15 and 7 bins). Anything else runs the stock kernel.
 
 - ``PoolAlignedConv1d``: a ``Conv1d`` (stride 1) followed by a non-overlapping pool of
   ``pool`` without ``ceil_mode``, which reads only the first ``(L_out // pool) * pool`` of
@@ -26,6 +30,17 @@ there (measured in ``benchmarks/bench_step.py``, one thread):
   match. Where that leaves equal padding on both sides the convolution pads by itself
   (no padded copy of the input). ``PromoterCNN``'s third conv at 60 bins computes 6 of its
   7 positions, its second 14 of 15.
+
+- ``conv_by_phase(conv, x, k)`` and ``PhaseMax``: a stride-1 ``Conv1d`` followed by a
+  non-overlapping max pool of ``k``, with the pool's windows laid out as planes: the conv
+  is run once with stride ``k`` and ``k`` copies of its kernel, each shifted by one tap
+  (``k`` times the channels, ``k - 1`` more taps: Epi-GraphReg's first conv, 25 taps, does
+  4% more multiplications), which writes position ``i·k + p`` of channel c at plane p,
+  column i: the same sums in the same order, so the same values. A BatchNorm over the
+  planes (viewed as (B, C, L)) sees the same elements, its statistics summed in another
+  order; the pool is then an elementwise max of contiguous planes (``PhaseMax``: the
+  gradient to the first maximum, as the stock pool), where the interleaved windows cost
+  a strided pass each way (Epi-GraphReg's first stage: 7.7 M elements).
 
 Under ``torch.compile`` ``Dropout`` and ``MaxPool1d`` run the stock layer, which the compiler fuses and draws its own
 random numbers for (``compute.compile=true``).
@@ -56,6 +71,28 @@ class Dropout(nn.Dropout):
         return x * mask
 
 
+class PairMax(torch.autograd.Function):
+    """Max of the two positions of each window (..., n, 2); the gradient goes to the first maximum."""
+
+    @staticmethod
+    def forward(ctx, windows: torch.Tensor) -> torch.Tensor:
+        first, second = windows.unbind(-1)
+        values = torch.maximum(first, second)  # NaN-propagating, as the stock pool
+        ctx.save_for_backward(windows, values)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        windows, values = ctx.saved_tensors
+        first, second = windows.unbind(-1)
+        chosen = second > first  # ties: the first, as the stock pool
+        if bool(values.isnan().any()):
+            chosen |= second.isnan() & ~first.isnan()
+        # scattered into zeros as max(dim)'s backward does: writes interleaved by 2 are slow on
+        # CPU whichever op makes them, and this is the cheapest of them
+        return torch.zeros_like(windows).scatter_(-1, chosen.long().unsqueeze(-1), grad.unsqueeze(-1))
+
+
 class MaxPool1d(nn.MaxPool1d):
     """``nn.MaxPool1d`` with a cheaper CPU path for non-overlapping windows (see the module docstring)."""
 
@@ -73,8 +110,12 @@ class MaxPool1d(nn.MaxPool1d):
             return super().forward(x)
         b, c, length = x.shape
         n = length // self.kernel_size
-        # the narrowed tensor still splits into windows as a view (no copy)
-        return x[..., : n * self.kernel_size].reshape(b, c, n, self.kernel_size).max(dim=-1).values
+        if n * self.kernel_size != length:
+            x = x[..., : n * self.kernel_size]  # the narrowed tensor still splits into windows as a view (no copy)
+        windows = x.reshape(b, c, n, self.kernel_size)
+        if self.kernel_size == 2:
+            return PairMax.apply(windows)
+        return windows.max(dim=-1).values
 
 
 class PoolAlignedConv1d(nn.Conv1d):
@@ -108,3 +149,52 @@ class PoolAlignedConv1d(nn.Conv1d):
             return F.conv1d(x, self.weight, self.bias, padding=left, dilation=self.dilation)
         # a negative right pad cuts the input's end: positions no kept output reads
         return F.conv1d(F.pad(x, (left, right)), self.weight, self.bias, dilation=self.dilation)
+
+
+def conv_by_phase(conv: nn.Conv1d, x: torch.Tensor, k: int) -> torch.Tensor:
+    """``conv(x)`` regrouped by pooling window: x (B, C_in, L), L a multiple of k -> (B, C_out, k, L // k),
+    ``[..., p, i]`` = position ``i * k + p`` of the full convolution (stride 1, one group, zero padding)."""
+    if conv.stride != (1,) or conv.groups != 1 or conv.padding_mode != "zeros" or conv.dilation != (1,):
+        raise ValueError("conv_by_phase needs a stride-1, undilated, one-group, zero-padded Conv1d")
+    span = conv.kernel_size[0] - 1
+    if conv.padding == "same":
+        left = span // 2
+        right = span - left
+    elif conv.padding == "valid":
+        raise ValueError("conv_by_phase needs the output as long as the input ('same' or its padding)")
+    else:
+        left = right = conv.padding[0]
+    batch, length = x.shape[0], x.shape[-1]
+    if length % k or left + right != span:
+        raise ValueError(f"conv_by_phase needs L a multiple of {k} and a length-preserving padding")
+    c_out = conv.out_channels
+    # output channel (c, p) is channel c's kernel placed p taps later: stride k then reads position i*k + p
+    weight = torch.stack([F.pad(conv.weight, (p, k - 1 - p)) for p in range(k)], dim=1).reshape(c_out * k, conv.in_channels, span + k)
+    bias = None if conv.bias is None else conv.bias.repeat_interleave(k)
+    out = F.conv1d(F.pad(x, (left, right + k - 1)), weight, bias, stride=k)
+    return out.view(batch, c_out, k, length // k)
+
+
+class PhaseMax(torch.autograd.Function):
+    """Max over the planes of (B, C, k, n); the gradient goes to the first maximum (the stock pool's choice)."""
+
+    @staticmethod
+    def forward(ctx, planes: torch.Tensor) -> torch.Tensor:
+        values = planes[:, :, 0]
+        for p in range(1, planes.shape[2]):
+            values = torch.maximum(values, planes[:, :, p])  # NaN-propagating, as the stock pool
+        ctx.save_for_backward(planes, values)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        planes, values = ctx.saved_tensors
+        out = torch.empty_like(planes)
+        left = grad  # what no earlier plane has taken: a window's first maximum takes it all
+        for p in range(planes.shape[2] - 1):
+            hit = planes[:, :, p] == values
+            torch.mul(left, hit, out=out[:, :, p])
+            left = left - out[:, :, p]
+        out[:, :, -1] = left
+        return out
+

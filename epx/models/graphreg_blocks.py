@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from epx.models.fast_layers import Dropout, MaxPool1d
+from epx.models.fast_layers import Dropout, MaxPool1d, PhaseMax, conv_by_phase
 
 BINS_PER_NODE = 50  # 2 * 5 * 5: the product of the encoder's three pooling sizes
 
@@ -109,11 +109,27 @@ class EpiEncoder(nn.Module):
                 f"{BINS_PER_NODE} bins, got {tuple(x.shape)}; check the model's n_marks "
                 "against the dataset's mark list and the window length"
             )
+        if torch.compiler.is_compiling() or x.device.type != "cpu":
+            return self._stock_forward(x)
+        h = x
+        modules = list(self.layers)
+        first_stage = True
+        for i, module in enumerate(modules):
+            if isinstance(module, nn.Sequential):  # a stage; the pool after it is modules[i + 1]
+                pool = modules[i + 1]
+                if first_stage and h.shape[-1] % pool.kernel_size == 0:
+                    h = self._phased_stage(module, pool, h)
+                else:
+                    h = self._stage(module, pool, h)
+                first_stage = False
+            elif not isinstance(module, nn.MaxPool1d):  # pools run inside their stage
+                h = module(h)
+        return h
+
+    def _stock_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers in order, but for ReLU after the max pool it precedes (they commute)."""
         if LAYER_ORDERS[self.layer_order].activation_first:
             return self.layers(x)
-        # Conv -> BN -> ReLU -> MaxPool runs as Conv -> BN -> MaxPool -> ReLU: ReLU is monotone,
-        # so it commutes with max pooling (same values, same gradients) and then touches a half
-        # or a fifth of the elements.
         h, activation = x, None
         for module in self.layers:
             if isinstance(module, nn.Sequential):  # a stage: conv, BN, ReLU
@@ -124,6 +140,30 @@ class EpiEncoder(nn.Module):
             else:
                 h = module(h)
         return h
+
+    def _stage(self, stage: nn.Sequential, pool: nn.MaxPool1d, h: torch.Tensor) -> torch.Tensor:
+        """One stage and its pool, (B, C_in, L) -> (B, C, L // k). Conv -> BN -> ReLU -> pool runs as
+        Conv -> BN -> pool -> ReLU (ReLU is monotone, so it commutes with max pooling: same values,
+        same gradients, on a k-th of the elements); Conv -> ReLU -> BN -> pool takes its ReLU in
+        place on the conv's output, which the conv's backward does not need."""
+        if LAYER_ORDERS[self.layer_order].activation_first:
+            conv, _, norm = stage
+            return pool(norm(torch.relu_(conv(h))))
+        conv, norm, _ = stage
+        return torch.relu(pool(norm(conv(h))))
+
+    def _phased_stage(self, stage: nn.Sequential, pool: nn.MaxPool1d, h: torch.Tensor) -> torch.Tensor:
+        """``_stage`` with the conv's output laid out by pooling window (``fast_layers.conv_by_phase``):
+        the BatchNorm sees the same elements and the pool is a max of contiguous planes."""
+        k = pool.kernel_size
+        conv = stage[0]
+        planes = conv_by_phase(conv, h, k)  # (B, C, k, L // k)
+        batch, channels, _, n = planes.shape
+        if LAYER_ORDERS[self.layer_order].activation_first:
+            _, _, norm = stage
+            return PhaseMax.apply(norm(torch.relu_(planes).view(batch, channels, k * n)).view(batch, channels, k, n))
+        _, norm, _ = stage
+        return torch.relu(PhaseMax.apply(norm(planes.view(batch, channels, k * n)).view(batch, channels, k, n)))
 
 
 class CountHead(nn.Module):
