@@ -148,8 +148,10 @@ def test_encoder_fast_path_matches_its_stock_forward_and_gradients(layer_order):
     stock = stock_encoder._stock_forward(x)
     stock_grads = torch.autograd.grad(stock, list(stock_encoder.parameters()), g)
     torch.testing.assert_close(fast, stock, rtol=1e-5, atol=1e-5)
-    for a, b in zip(fast_grads, stock_grads):  # rounding against the largest entry (a conv bias before BN gets ~0)
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()) + 1e-6)
+    # rounding, measured against the largest gradient (a conv bias before BN gets only rounding: 0 in exact math)
+    scale = max(float(b.abs().max()) for b in stock_grads)
+    for a, b in zip(fast_grads, stock_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-6 * scale)
     for a, b in zip(stats, stock_encoder.buffers()):  # running statistics and batch counts
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     encoder.eval(), stock_encoder.eval()
