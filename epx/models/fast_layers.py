@@ -151,9 +151,12 @@ class PoolAlignedConv1d(nn.Conv1d):
         return F.conv1d(F.pad(x, (left, right)), self.weight, self.bias, dilation=self.dilation)
 
 
-def conv_by_phase(conv: nn.Conv1d, x: torch.Tensor, k: int) -> torch.Tensor:
+def conv_by_phase(conv: nn.Conv1d, x: torch.Tensor, k: int, *, relu: bool = False) -> torch.Tensor:
     """``conv(x)`` regrouped by pooling window: x (B, C_in, L), L a multiple of k -> (B, C_out, k, L // k),
-    ``[..., p, i]`` = position ``i * k + p`` of the full convolution (stride 1, one group, zero padding)."""
+    ``[..., p, i]`` = position ``i * k + p`` of the full convolution (stride 1, one group, zero padding).
+
+    ``relu``: ReLU in place on the conv's own output (its backward does not need it), before the
+    regrouping view: in place on a view autograd would copy the whole gradient back and forth."""
     if conv.stride != (1,) or conv.groups != 1 or conv.padding_mode != "zeros" or conv.dilation != (1,):
         raise ValueError("conv_by_phase needs a stride-1, undilated, one-group, zero-padded Conv1d")
     span = conv.kernel_size[0] - 1
@@ -172,6 +175,8 @@ def conv_by_phase(conv: nn.Conv1d, x: torch.Tensor, k: int) -> torch.Tensor:
     weight = torch.stack([F.pad(conv.weight, (p, k - 1 - p)) for p in range(k)], dim=1).reshape(c_out * k, conv.in_channels, span + k)
     bias = None if conv.bias is None else conv.bias.repeat_interleave(k)
     out = F.conv1d(F.pad(x, (left, right + k - 1)), weight, bias, stride=k)
+    if relu:
+        out.relu_()
     return out.view(batch, c_out, k, length // k)
 
 
@@ -190,11 +195,12 @@ class PhaseMax(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         planes, values = ctx.saved_tensors
         out = torch.empty_like(planes)
+        last = planes.shape[2] - 1
         left = grad  # what no earlier plane has taken: a window's first maximum takes it all
-        for p in range(planes.shape[2] - 1):
-            hit = planes[:, :, p] == values
-            torch.mul(left, hit, out=out[:, :, p])
-            left = left - out[:, :, p]
-        out[:, :, -1] = left
+        for p in range(last):
+            torch.mul(left, planes[:, :, p] == values, out=out[:, :, p])
+            if p + 1 < last:
+                left = left - out[:, :, p]
+        torch.sub(left, out[:, :, last - 1], out=out[:, :, last])
         return out
 

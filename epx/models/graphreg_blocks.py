@@ -157,11 +157,12 @@ class EpiEncoder(nn.Module):
         the BatchNorm sees the same elements and the pool is a max of contiguous planes."""
         k = pool.kernel_size
         conv = stage[0]
-        planes = conv_by_phase(conv, h, k)  # (B, C, k, L // k)
+        activation_first = LAYER_ORDERS[self.layer_order].activation_first
+        planes = conv_by_phase(conv, h, k, relu=activation_first)  # (B, C, k, L // k)
         batch, channels, _, n = planes.shape
-        if LAYER_ORDERS[self.layer_order].activation_first:
+        if activation_first:
             _, _, norm = stage
-            return PhaseMax.apply(norm(torch.relu_(planes).view(batch, channels, k * n)).view(batch, channels, k, n))
+            return PhaseMax.apply(norm(planes.reshape(batch, channels, k * n)).view(batch, channels, k, n))
         _, norm, _ = stage
         return torch.relu(PhaseMax.apply(norm(planes.view(batch, channels, k * n)).view(batch, channels, k, n)))
 
