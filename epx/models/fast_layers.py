@@ -19,7 +19,8 @@ there (measured in ``benchmarks/bench_step.py``, one thread):
   elements a step) the max of the two strided halves is several times cheaper than
   ``max(dim)``, which also writes an int64 index per window; the backward finds each
   window's first maximum again from the saved input (one comparison). A window holding NaN
-  outputs NaN, as the stock pool does, and sends its gradient to its first NaN. A length the
+  outputs NaN, as the stock pool does (where its gradient goes is left open: a NaN loss stops
+  the job, ``epx.errors.NonFiniteLossError``). A length the
   kernel does not divide drops its last ``L % k`` positions first, as the stock pool does
   without ``ceil_mode`` (``PromoterCNN``'s 15 and 7 bins). Anything else runs the stock kernel.
 
@@ -77,17 +78,14 @@ class PairMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, windows: torch.Tensor) -> torch.Tensor:
         first, second = windows.unbind(-1)
-        values = torch.maximum(first, second)  # NaN-propagating, as the stock pool
-        ctx.save_for_backward(windows, values)
-        return values
+        ctx.save_for_backward(windows)  # not the output, which a following in-place ReLU may change
+        return torch.maximum(first, second)  # NaN-propagating, as the stock pool
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        windows, values = ctx.saved_tensors
+        (windows,) = ctx.saved_tensors
         first, second = windows.unbind(-1)
         chosen = second > first  # ties: the first, as the stock pool
-        if bool(values.isnan().any()):
-            chosen |= second.isnan() & ~first.isnan()
         # scattered into zeros as max(dim)'s backward does: writes interleaved by 2 are slow on
         # CPU whichever op makes them, and this is the cheapest of them
         return torch.zeros_like(windows).scatter_(-1, chosen.long().unsqueeze(-1), grad.unsqueeze(-1))
@@ -185,20 +183,27 @@ class PhaseMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, planes: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(planes)  # not the output, which a following in-place ReLU may change
+        return PhaseMax._max(planes)
+
+    @staticmethod
+    def _max(planes: torch.Tensor) -> torch.Tensor:
         values = planes[:, :, 0]
         for p in range(1, planes.shape[2]):
             values = torch.maximum(values, planes[:, :, p])  # NaN-propagating, as the stock pool
-        ctx.save_for_backward(planes, values)
         return values
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        planes, values = ctx.saved_tensors
+        (planes,) = ctx.saved_tensors
         out = torch.empty_like(planes)
         last = planes.shape[2] - 1
+        # two planes: the first is the window's first maximum where it is >= the second
+        values = planes[:, :, 1] if last == 1 else PhaseMax._max(planes)
         left = grad  # what no earlier plane has taken: a window's first maximum takes it all
         for p in range(last):
-            torch.mul(left, planes[:, :, p] == values, out=out[:, :, p])
+            hit = planes[:, :, p] >= values if last == 1 else planes[:, :, p] == values
+            torch.mul(left, hit, out=out[:, :, p])
             if p + 1 < last:
                 left = left - out[:, :, p]
         torch.sub(left, out[:, :, last - 1], out=out[:, :, last])
