@@ -15,8 +15,13 @@ share and ``now_untuned / now`` the allocator's. Optimizer flags (``foreach`` / 
 from ``conf/model/*.yaml`` as of each side's commit.
 
 A step is what training repeats: zero the grads, forward, the model's loss, backward, optimizer
-step. Work per model: ``linear`` 13,000 genes x 7 marks x 60 bins (its full-batch L-BFGS
-evaluates this per iteration); ``promoter_cnn`` and ``chromoformer`` batch 64 (7 marks; 8 pCRE
+step. ``linear`` trains full-batch with L-BFGS (``conf/model/linear.yaml``: one step per epoch),
+so its step is one ``LBFGS.step(closure)`` with the config's options from zero weights and a
+fresh optimizer (a job's first epoch), on 13,000 genes x 7 marks x 60 bins and a target a
+linear map partly explains (L-BFGS then runs its 50 iterations, 54 evaluations, as on real
+data), its closure what Lightning runs around ``EpxModule.training_step``: the baseline's loss
+from the forward, today's from ``epx.train.module.objective_loss`` (the net's batch moments),
+plus the net's ridge penalty; the evaluations per step are printed. ``promoter_cnn`` and ``chromoformer`` batch 64 (7 marks; 8 pCRE
 slots, about half filled); ``graphreg`` (GATConv), ``graphreg_published`` (the paper's attention
 and layer order), ``epi_cnn`` and ``epi_cnn_published``: one 6 Mb window, 3 tracks, 6,000 edges;
 ``seq_cnn_base``: 4 chunks of 100 kb, 2 tracks, 6 dilated blocks (its config; at most 3 rounds).
