@@ -33,6 +33,17 @@ def test_dropout_is_seeded_identity_in_eval_and_differentiable():
     assert torch.equal(Dropout(0.0).train()(x), x)
 
 
+def test_dropout_function_is_the_module_and_stock_in_eval():
+    from epx.models.fast_layers import dropout
+
+    x = torch.randn(3, 4, 50)
+    torch.manual_seed(2)
+    a = dropout(x, 0.3, True)
+    torch.manual_seed(2)
+    assert torch.equal(a, Dropout(0.3).train()(x))
+    assert torch.equal(dropout(x, 0.3, False), x)
+
+
 @pytest.mark.parametrize("kernel, length", [(2, 60), (5, 30), (4, 15), (2, 7)])
 def test_max_pool_matches_the_stock_pool_and_its_gradient(kernel, length):
     x = torch.randn(3, 4, length, requires_grad=True)

@@ -11,7 +11,8 @@ there (measured in ``benchmarks/bench_step.py``, one thread):
   stock kernel), then scales the kept ones by ``1 / (1 - p)`` as ``nn.Dropout`` does. Masks
   come from torch's generator, so ``torch.manual_seed`` still fixes them (they differ from
   the stock kernel's masks). Other devices, ``p`` of 0 or 1, and eval mode run the stock
-  ``nn.Dropout``.
+  ``nn.Dropout``. ``dropout(x, p, training)`` is the same as a function, for a layer that
+  drops inside (``PublishedGATConv``'s projected features).
 - ``MaxPool1d``: a non-overlapping pool (``stride == kernel_size``, no padding or dilation)
   is a max over the last axis of a ``(..., L // k, k)`` view, which is faster than the stock
   pooling kernel on CPU and routes the gradient to the first maximum of each window, as the
@@ -56,20 +57,26 @@ from torch import nn
 _INT32_SPAN = 2**32
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(x, p, training)`` with ``Dropout``'s cheaper CPU mask (for layers that drop inside)."""
+    if not training or x.device.type != "cpu" or not 0.0 < p < 1.0 or torch.compiler.is_compiling():
+        return F.dropout(x, p, training)
+    n = x.numel()
+    # random_(from) fills [from, int64 max]: with from = int64 min, every 32-bit half is uniform
+    bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2**63), None).view(torch.int32)[:n]
+    threshold = round(p * _INT32_SPAN) - _INT32_SPAN // 2
+    mask = (bits >= threshold).view(x.shape).to(x.dtype).mul_(1.0 / (1.0 - p))
+    return x * mask
+
+
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a cheaper CPU mask (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: any shape -> the same shape."""
-        if (not self.training or x.device.type != "cpu" or not 0.0 < self.p < 1.0 or self.inplace
-                or torch.compiler.is_compiling()):
+        if self.inplace:
             return super().forward(x)
-        n = x.numel()
-        # random_(from) fills [from, int64 max]: with from = int64 min, every 32-bit half is uniform
-        bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2**63), None).view(torch.int32)[:n]
-        threshold = round(self.p * _INT32_SPAN) - _INT32_SPAN // 2
-        mask = (bits >= threshold).view(x.shape).to(x.dtype).mul_(1.0 / (1.0 - self.p))
-        return x * mask
+        return dropout(x, self.p, self.training)
 
 
 class PairMax(torch.autograd.Function):

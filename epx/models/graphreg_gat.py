@@ -40,6 +40,8 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import remove_self_loops, scatter
 
+from epx.models.fast_layers import dropout
+
 
 class PublishedGATConv(MessagePassing):
     """GraphReg's sigmoid-normalised graph attention (see the module docstring)."""
@@ -98,8 +100,9 @@ class PublishedGATConv(MessagePassing):
         total = scatter(s, receiver, dim=0, dim_size=n, reduce="sum")  # (N, H)
         beta = 1.0 / (1.0 + total)  # the node's own weight
         alpha = s * beta[receiver]  # (E, H)
-        own = F.dropout(own, self.dropout, self.training)
-        neigh = F.dropout(neigh, self.dropout, self.training)
+        # fast_layers' mask: the stock CPU kernel's bernoulli_ costs more than the rest of the layer
+        own = dropout(own, self.dropout, self.training)
+        neigh = dropout(neigh, self.dropout, self.training)
         out = own * beta.unsqueeze(-1) + self.propagate(edge_index, x=neigh, alpha=alpha)
         out = out.reshape(n, heads * width)
         if not return_attention_weights:
