@@ -48,7 +48,9 @@ def test_a_job_asking_for_analyses_writes_them_at_its_end(cnn_job):
     curves = pd.read_csv(cnn_job / "explain" / "perturb" / "perturb_curves.tsv", sep="\t")
     assert set(curves["mark"]) == {"H3K4me3", "H3K27ac"} and set(curves["region"]) == {"promoter"}
     assert {"expressed", "not_expressed", "distal_driven", "other"} <= set(curves["gene_class"])
-    assert (curves.loc[curves["factor"] == 1.0, "mean_delta"] == 0).all()
+    # factor 1.0 is the input itself; the copies go through forward passes of another batch
+    # size, and oneDNN may pick another kernel per shape on some CPUs: float32 rounding only
+    assert (curves.loc[curves["factor"] == 1.0, "mean_delta"].abs() <= 1e-6).all()
     assert (cnn_job / "explain" / "perturb" / "perturb_curves.png").stat().st_size > 0
 
 
