@@ -30,6 +30,11 @@ from torch import nn
 from epx.train.objectives import Regression
 
 
+def _unchanged(seen: tuple | None, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``seen`` = (x, y, their versions) names exactly these tensors, unmodified since."""
+    return seen is not None and seen[0] is x and seen[1] is y and seen[2] == (x._version, y._version)
+
+
 class RidgeMoments:
     """Moments of one batch (X: (n, d), y: (n,)) about a shift m, all that its squared error needs.
 
@@ -43,7 +48,7 @@ class RidgeMoments:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, gene: torch.Tensor | None):
-        self.x, self.y, self.gene, self.version = x, y, gene, (x._version, y._version)
+        self.rebind(x, y, gene)
         flat = x.flatten(1)
         flat = flat if flat.dtype == torch.float64 else flat.float()
         self.n = flat.shape[0]
@@ -59,7 +64,11 @@ class RidgeMoments:
 
     def holds(self, x: torch.Tensor, y: torch.Tensor) -> bool:
         """Whether these moments were built from exactly these tensors, unmodified since."""
-        return x is self.x and y is self.y and (x._version, y._version) == self.version
+        return _unchanged((self.x, self.y, self.version), x, y)
+
+    def rebind(self, x: torch.Tensor, y: torch.Tensor, gene: torch.Tensor | None) -> None:
+        """Hold these moments for (x, y): the same rows in another order (``same_rows``)."""
+        self.x, self.y, self.gene, self.version = x, y, gene, (x._version, y._version)
 
     def same_rows(self, x: torch.Tensor, y: torch.Tensor, gene: torch.Tensor | None) -> bool:
         """Whether (x, y) are this batch's rows in some order: the same genes, equal rows (exact)."""
@@ -121,16 +130,13 @@ class LinearHistone(nn.Module):
         if (type(objective).loss is not Regression.loss or self.out_dim != 1 or set(inputs) != {"x"}
                 or inputs["x"].device.type != "cpu" or not torch.is_grad_enabled()):
             return None
-        x = inputs["x"]
+        x, gene = inputs["x"], batch.get("gene")
         if self._moments is None or not self._moments.holds(x, y):
-            versions = (x._version, y._version)
-            again = self._last is not None and self._last[0] is x and self._last[1] is y and self._last[2] == versions
-            if self._moments is not None and self._moments.same_rows(x, y, batch.get("gene")):
-                self._moments.x, self._moments.y, self._moments.gene = x, y, batch.get("gene")
-                self._moments.version = versions
-            elif again:  # a second evaluation of this batch: L-BFGS, which will evaluate it again
-                self._moments = RidgeMoments(x, y, batch.get("gene"))
+            if self._moments is not None and self._moments.same_rows(x, y, gene):
+                self._moments.rebind(x, y, gene)
+            elif _unchanged(self._last, x, y):  # a second evaluation of this batch: L-BFGS, which will evaluate it again
+                self._moments = RidgeMoments(x, y, gene)
             else:
-                self._last = (x, y, versions)
+                self._last = (x, y, (x._version, y._version))
                 return None
         return self._moments.mean_squared_error(self.linear.weight, self.linear.bias).to(self.linear.weight.dtype)

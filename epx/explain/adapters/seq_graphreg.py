@@ -101,10 +101,9 @@ class SeqGraphRegAdapter(_SeqWindows):
 
     def sequence_view(self) -> "SeqGraphRegDNAView":
         """This job seen from its DNA (one view per adapter: its memos are kept between analyses)."""
-        view = self.__dict__.get("_dna_view")
-        if view is None and isinstance(self.dm.inputs, SeqGraphRegInputs):
-            view = self.__dict__["_dna_view"] = SeqGraphRegDNAView(self.net, self.dm, self.objective, self.model, self.device)
-        return view if view is not None else self
+        if "_dna_view" not in self.__dict__:
+            self._dna_view = SeqGraphRegDNAView(self.net, self.dm, self.objective, self.model, self.device)
+        return self._dna_view
 
 
 class _Memo(OrderedDict):
@@ -114,14 +113,22 @@ class _Memo(OrderedDict):
         super().__init__()
         self.size = size
 
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = self[key] = make()
+    def lookup(self, key):
+        """The value under ``key`` (now the most recent), or None."""
+        if key not in self:
+            return None
+        self.move_to_end(key)
+        return self[key]
+
+    def put(self, key, value):
+        self[key] = value
         if len(self) > self.size:
             self.popitem(last=False)
         return value
+
+    def get_or(self, key, make):
+        found = self.lookup(key)
+        return self.put(key, make()) if found is None else found
 
 
 def _digest(t: Tensor) -> bytes:
@@ -162,16 +169,20 @@ class SeqGraphRegDNAView(SeqGraphRegAdapter):
                      window=torch.as_tensor(np.stack([np.full(len(window), split), window], axis=1), dtype=torch.long))
         return {"dna": dna}, extra
 
+    def sequence_view(self) -> "SeqGraphRegDNAView":
+        return self
+
     def _chunk_bottleneck(self, chunks: Tensor) -> Tensor:
         """(C, 4, chunk_bp) -> (C, 64, chunk_bp / 100): the base's bottleneck, as the cache holds it."""
         keys = [_digest(c) for c in chunks]
-        todo = [i for i, k in enumerate(keys) if k not in self._chunks]
+        out = [self._chunks.lookup(k) for k in keys]
+        todo = [i for i, b in enumerate(out) if b is None]
         for lo in range(0, len(todo), self.base_batch):
             at = todo[lo : lo + self.base_batch]
             fresh = self.base_net.bottleneck(chunks[at].to(self.device)).to(self.cache_dtype).float()
             for i, b in zip(at, fresh):
-                self._chunks.get_or(keys[i], lambda b=b: b)
-        return torch.stack([self._chunks.get_or(k, lambda: None) for k in keys])
+                out[i] = self._chunks.put(keys[i], b)
+        return torch.stack(out)
 
     def _counts(self, inputs, extra) -> Tensor:
         dna, ref = inputs["dna"], extra["dna_ref"]
