@@ -332,6 +332,20 @@ def test_net_shapes_gradients_reset_and_repr(name):
     assert key in net.extra_repr() and net.extra_repr() in repr(net)
 
 
+def test_seq_graphreg_takes_the_papers_attention_and_layer_order():
+    """model.net.attention=published / layer_order=published: the paper's GAT layer and Keras order, as Epi-GraphReg."""
+    from epx.models.graphreg_gat import PublishedGATConv
+
+    torch.manual_seed(0)
+    net = SeqGraphReg(d=16, heads=2, gat_dim=8, attention="published", layer_order="published").eval()
+    assert sum(isinstance(m, PublishedGATConv) for m in net.modules()) == net.n_gat_layers
+    edges = _graph(20)
+    counts, attention = net(bottleneck=torch.randn(2, 64, 1000), edge_index=edges, return_attention=True)
+    assert counts.shape == (2, 20) and (counts >= 0).all() and len(attention) == net.n_gat_layers
+    for layer_edges, alpha in attention:
+        assert layer_edges.shape[0] == 2 and alpha.shape[0] == layer_edges.shape[1] and torch.isfinite(alpha).all()
+
+
 @pytest.mark.slow  # two forward and backward passes of the base: ~10-20 s on 2 busy cores
 def test_checkpointing_changes_memory_not_results():
     """Checkpointed groups of one chunk give the base the same outputs and gradients (dropout
