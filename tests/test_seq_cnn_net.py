@@ -88,6 +88,23 @@ def test_parameter_count_of_the_published_configuration():
     assert _n_params(SeqCNNBase(n_tracks=2, dilated=True)) == PUBLISHED_PARAMS - 321  # one head fewer
 
 
+def test_narrower_stages_keep_the_bottleneck_kernels_and_pools():
+    """widths: channels of stages 1-4 (a CPU-sized base); stage 5 stays the 64-dim bottleneck."""
+    narrow = SeqCNNBase(n_tracks=2, dilated=True, widths=(64, 64, 64, 64))
+    # stage 1: 64*4*21 + 64 + BN 128; stages 2-5: 64*64*3 + 64 + 128 each; 6 blocks as published; 2 heads of 64*5 + 1
+    assert _n_params(narrow) == (64 * 4 * 21 + 64 + 128) + 4 * (64 * 64 * 3 + 192) + 6 * (64 * 64 * 3 + 192) + 2 * 321
+    convs = [m for m in narrow.encoder.modules() if isinstance(m, torch.nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [(4, 64, 21), (64, 64, 3), (64, 64, 3), (64, 64, 3), (64, 64, 3)]
+    x = _onehot(2, 2_000)
+    with torch.no_grad():
+        assert narrow.eval()(x).shape == (2, 2, 20) and narrow.bottleneck(x).shape == (2, 64, 20)
+    assert "widths=[64, 64, 64, 64]" in narrow.extra_repr()
+    assert SeqCNNBase(n_tracks=1).widths == (256, 128, 128, 128)
+    for bad in ((64, 64, 64), (64, 64, 64, 0)):
+        with pytest.raises(ValueError, match="widths are the channels of the first 4 stages"):
+            SeqCNNBase(n_tracks=1, widths=bad)
+
+
 def test_extra_repr_names_the_hyper_parameters():
     net = SeqCNNBase(n_tracks=2, dilated=True, output="softplus", rc_average=True)
     first = repr(net).splitlines()[1].strip()

@@ -38,7 +38,8 @@ from epx.train.joint import JointPoissonCounts, alpha
 # is 30 kb (three 10 kb chunks of the base), so the base runs over ~360 kb of DNA in all
 FOLDER = {"n_chroms": 4, "chrom_length": 500_000, "genes_per_chrom": 3, "cells": ("E003", "E114")}
 BASE = ["model=seq_cnn_base", "mark=H3K4me3+H3K27ac", "model.inputs.chunk_bp=10000", "model.batch_size=2",
-        "model.eval_batch_size=2", "trainer=debug", "data.max_dropped_fraction=1.0"]
+        "model.eval_batch_size=2", "trainer=debug", "data.max_dropped_fraction=1.0",
+        "model.net.widths=[16,16,16,16]"]  # a narrow base (experiment=seq_cnn_base_cpu's option): its net is rebuilt from the record
 WINDOWS = ["model.inputs.window_bp=30000", "model.inputs.step_bp=10000"]
 NODES, MIDDLE, BINS = 6, 2, 300
 # a builder's InputError raised while Hydra builds it reaches the caller inside Hydra's wrapper

@@ -47,6 +47,7 @@ PyTorch's default initialisation (BatchNorm statistics included), in constructio
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -61,6 +62,10 @@ N_BASES = 4  # one-hot channels, in the order A C G T (epx.io.fasta)
 STAGES: tuple[tuple[int, int, int], ...] = ((256, 21, 2), (128, 3, 2), (128, 3, 5), (128, 3, 5), (64, 3, 1))
 BIN_BP = math.prod(pool for _, _, pool in STAGES)  # 100 bp per output bin
 BOTTLENECK = STAGES[-1][0]  # 64
+# Channels of stages 1-4 as published. Narrower stages (``widths``) are an epx option for a base a
+# CPU can train: the synthetic genome has ~9 motifs, and stage 2 alone (256 -> 128 at 50 kb) costs
+# more than half the published tower's FLOPs.
+PUBLISHED_WIDTHS: tuple[int, ...] = tuple(c for c, _, _ in STAGES[:-1])
 
 
 def reverse_complement_onehot(x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +106,15 @@ class SeqCNNBase(nn.Module):
         output: str = "exp",
         rc_average: bool = False,
         head_kernel: int = 5,
+        widths: Sequence[int] = PUBLISHED_WIDTHS,
     ) -> None:
         super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != len(STAGES) - 1 or min(widths) < 1:
+            raise ValueError(
+                f"widths are the channels of the first {len(STAGES) - 1} stages (the fifth is the {BOTTLENECK}-dim "
+                f"bottleneck Seq-GraphReg reads), all >= 1; got {list(widths)} (published: {list(PUBLISHED_WIDTHS)})"
+            )
         if bin_bp != BIN_BP:
             raise ValueError(
                 f"SeqCNNBase pools 2*2*5*5 = {BIN_BP} bp into one bin, so bin_bp must be {BIN_BP}; "
@@ -117,9 +129,9 @@ class SeqCNNBase(nn.Module):
         self.link = output_link(output)
         self.n_tracks, self.bin_bp, self.dropout_p = n_tracks, bin_bp, dropout
         self.dilated, self.n_dilated, self.output = bool(dilated), n_dilated, output
-        self.rc_average, self.head_kernel = bool(rc_average), head_kernel
+        self.rc_average, self.head_kernel, self.widths = bool(rc_average), head_kernel, widths
         stages, c_in = [], N_BASES
-        for i, (c_out, kernel, pool) in enumerate(STAGES):
+        for i, ((_, kernel, pool), c_out) in enumerate(zip(STAGES, (*widths, BOTTLENECK), strict=True)):
             stages.append(_stage(in_channels=c_in, out_channels=c_out, kernel_size=kernel, pool=pool, dropout=None if i == 0 else dropout))
             c_in = c_out
         self.encoder = nn.Sequential(*stages)
@@ -135,7 +147,8 @@ class SeqCNNBase(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_tracks={self.n_tracks}, bin_bp={self.bin_bp}, dropout={self.dropout_p}, "
                 f"dilated={self.dilated}, n_dilated={self.n_dilated if self.dilated else 0}, "
-                f"output={self.output!r}, rc_average={self.rc_average}, head_kernel={self.head_kernel}")
+                f"output={self.output!r}, rc_average={self.rc_average}, head_kernel={self.head_kernel}, "
+                f"widths={list(self.widths)}")
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[1] != N_BASES or x.shape[2] % BIN_BP or x.shape[2] == 0:
