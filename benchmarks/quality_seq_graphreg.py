@@ -8,8 +8,9 @@ the CPU recipe on ``dataset=synthetic_seq`` (README "Seq-GraphReg"), and prints:
    Epi-GraphReg on the same genes, and Seq-GraphReg's gain over Seq-CNN.
 2. **Motif knockout** on the Seq-GraphReg job (``epx.explain.knockout``, through its DNA view:
    the base recomputes every edited chunk): per motif, precision of the top k predicted
-   down-regulated test genes against the planted targets (k = min(100, targets among the
-   test genes)); the factors that drive genes in this cell vs the decoys.
+   down-regulated test genes (called at log2 fold change < -``--min-effect``, 0.2) against
+   the planted targets (k = min(100, targets among the test genes)); a decoy, which drives
+   nothing, against every driver's targets (how much its knockout looks like a driver's).
 3. **ISM** (``epx.explain.ism``) around planted driver sites at the promoters of expressed
    test genes: whether the bases with the largest |Δ| in site ± ``--flank`` lie on the site.
 4. **Variants** (``epx.explain.variants``): every SNV of the dataset's ``variants.vcf`` on
@@ -66,13 +67,13 @@ def _distal(jobs: dict[str, Path], truth: Path) -> pd.DataFrame:
     return table
 
 
-def _knockout(job, motifs: MotifSet, out: Path) -> pd.DataFrame:
+def _knockout(job, motifs: MotifSet, out: Path, min_effect: float) -> pd.DataFrame:
     rows = job.rows("test")
     started = time.perf_counter()
     table = knockout(job, rows, motifs)
     seconds = time.perf_counter() - started
     table.to_csv(out / "knockout.tsv", sep="\t", index=False)
-    summ = summary(table, 100, planted_targets(job.dm.spec.root))
+    summ = summary(table, 100, planted_targets(job.dm.spec.root), min_effect)
     summ["seconds"] = round(seconds, 1)
     return summ
 
@@ -147,6 +148,7 @@ def main(argv=None) -> None:
     ap.add_argument("--epi-graphreg", type=Path)
     ap.add_argument("--out", type=Path, default=Path("seq_quality"))
     ap.add_argument("--motifs", default="TF_ESC,TF_HOUSEKEEPING,DECOY_1,DECOY_2,DECOY_3")
+    ap.add_argument("--min-effect", type=float, default=0.2, help="knockout: a gene is called down at log2 fold change < -this")
     ap.add_argument("--ism-genes", type=int, default=3)
     ap.add_argument("--flank", type=int, default=15)
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: knockout,ism,variants")
@@ -169,7 +171,7 @@ def main(argv=None) -> None:
 
     motifs = MotifSet.load(root / "motifs.meme", [m for m in args.motifs.split(",") if m], pvalue=1e-4)
     if "knockout" not in skip:
-        ko = _knockout(job, motifs, args.out)
+        ko = _knockout(job, motifs, args.out, args.min_effect)
         print("\n## Motif knockout (test genes)\n" + ko.to_string(index=False))
         figures["knockout"] = ko.to_dict("records")
     if "ism" not in skip:

@@ -102,3 +102,20 @@ def test_a_model_without_dna_is_refused(job):
 
     with pytest.raises(InputError, match="motif knockout edits one-hot DNA; model 'promoter_cnn' sees the marks"):
         onehot_name(NoDna(), "motif knockout")
+
+
+def test_calls_need_the_effect_threshold_and_a_decoy_is_scored_against_every_drivers_targets():
+    """summary/ranked on a hand-made table: A drives g1, g2; B drives g3; D (a decoy) drives nothing."""
+    lfc = {"A": [-1.0, -0.5, -0.05, -0.01], "B": [0.0, -0.02, -0.9, 0.1], "D": [-0.3, -0.04, -0.03, -0.01]}
+    table = pd.DataFrame([{"motif": m, "gene": i, "gene_id": f"g{i + 1}", "n_hits": 1, "log2_fold_change": v}
+                          for m, values in lfc.items() for i, v in enumerate(values)])
+    planted = {"A": {"g1", "g2"}, "B": {"g3"}}
+    loose = summary(table, 100, planted).set_index("motif")
+    assert loose.loc["D", "n_down"] == 4 and loose.loc["D", "against"] == "any driver" and loose.loc["D", "k"] == 3
+    assert loose.loc["D", "precision_at_k"] == 1.0  # without a threshold, noise-sized changes rank g1-g3 first: all driven
+    strict = summary(table, 100, planted, min_effect=0.2).set_index("motif")
+    assert strict.loc["D", "n_down"] == 1 and strict.loc["D", "precision_at_k"] == pytest.approx(1 / 3)  # g1 only
+    assert (strict.loc["A", "against"], strict.loc["A", "k"], strict.loc["A", "precision_at_k"]) == ("own", 2, 1.0)
+    assert strict.loc["B", "precision_at_k"] == 1.0 and strict.loc["D", "n_planted"] == 0
+    down = ranked(table, 100, planted, min_effect=0.2)
+    assert down.groupby("motif")["gene_id"].apply(list).to_dict() == {"A": ["g1", "g2"], "B": ["g3"], "D": ["g1"]}

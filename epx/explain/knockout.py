@@ -15,12 +15,18 @@ Contract:
   models), ``delta`` their difference; ``log2_fold_change`` = delta, the log2 fold change of
   (value + 1), for regression scores (NaN for classification, whose score is a log-odds).
   A hit is found only when it lies wholly inside the input (a window's edge cuts none).
-- ``ranked(table, top=100, planted=None) -> DataFrame``: per motif, the down-regulated genes
-  (log2 fold change < 0), most down first, ``rank`` 1.., the first ``top``; ``planted``
-  ``{motif: set of gene ids}`` adds a ``planted`` column (the synthetic truth).
-- ``summary(table, top, planted=None) -> DataFrame``: per motif, genes, genes with hits,
-  genes down, mean and min log2 fold change and, with ``planted``, ``n_planted`` and
-  ``precision_at_k`` (k = min(top, n_planted)) of its ranked list.
+- ``ranked(table, top=100, planted=None, min_effect=0.0) -> DataFrame``: per motif, the
+  down-regulated genes (log2 fold change < -``min_effect``: a call threshold, so a knockout
+  that moves genes by noise alone calls none), most down first, ``rank`` 1.., the first
+  ``top``; ``planted`` ``{motif: set of gene ids}`` adds a ``planted`` column (the synthetic truth).
+- ``summary(table, top, planted=None, min_effect=0.0) -> DataFrame``: per motif, genes, genes
+  with hits, genes down (called as in ``ranked``), mean and min log2 fold change and, with
+  ``planted``, ``n_planted``, ``k`` and ``precision_at_k`` (k = min(top, n_planted)) of its
+  ranked list, ``against`` saying which genes count as hits: ``own`` (the motif's planted
+  targets) or, for a motif that drives nothing (a decoy), ``any driver`` (the union of every
+  other motif's targets; k = min(top, their number)): a decoy's called genes that are some
+  driver's targets score as hits, so its precision is how much its knockout looks like a
+  driver's, ~0 when it calls (almost) nothing.
 - ``planted_targets(root) -> {motif: set of gene ids}``: from a synthetic folder's
   ``motif_sites.tsv`` and ``truth.tsv``: a motif's promoter sites' genes and the genes whose
   driver enhancer holds one of its enhancer sites; {} where the files are absent.
@@ -113,8 +119,8 @@ def knockout(job, rows, motifs: MotifSet, *, regions: pd.DataFrame | None = None
     return out.sort_values(["motif", "gene"], kind="stable", ignore_index=True)
 
 
-def ranked(table: pd.DataFrame, top: int = 100, planted: dict[str, set] | None = None) -> pd.DataFrame:
-    down = table[table["log2_fold_change"] < 0].sort_values(["motif", "log2_fold_change", "gene"], kind="stable")
+def ranked(table: pd.DataFrame, top: int = 100, planted: dict[str, set] | None = None, min_effect: float = 0.0) -> pd.DataFrame:
+    down = table[table["log2_fold_change"] < -float(min_effect)].sort_values(["motif", "log2_fold_change", "gene"], kind="stable")
     down = down.assign(rank=down.groupby("motif").cumcount() + 1)
     down = down[down["rank"] <= int(top)]
     if planted is not None:
@@ -122,18 +128,23 @@ def ranked(table: pd.DataFrame, top: int = 100, planted: dict[str, set] | None =
     return down.reset_index(drop=True)
 
 
-def summary(table: pd.DataFrame, top: int = 100, planted: dict[str, set] | None = None) -> pd.DataFrame:
+def summary(table: pd.DataFrame, top: int = 100, planted: dict[str, set] | None = None, min_effect: float = 0.0) -> pd.DataFrame:
     out = []
     for motif, part in table.groupby("motif", sort=False):
+        called = part[part["log2_fold_change"] < -float(min_effect)]
         row = {"motif": motif, "n_genes": len(part), "n_with_hits": int((part["n_hits"] > 0).sum()),
-               "n_down": int((part["log2_fold_change"] < 0).sum()), "mean_log2_fold_change": float(part["log2_fold_change"].mean()),
+               "n_down": len(called), "mean_log2_fold_change": float(part["log2_fold_change"].mean()),
                "min_log2_fold_change": float(part["log2_fold_change"].min())}
         if planted is not None:
-            targets = planted.get(motif, set()) & set(part["gene_id"])
+            genes = set(part["gene_id"])
+            targets, against = planted.get(motif, set()) & genes, "own"
+            if not targets:  # it drives nothing here: do its calls look like a driver's?
+                targets = set().union(*(v for m, v in planted.items() if m != motif)) & genes
+                against = "any driver"
             k = min(int(top), len(targets))
-            order = part[part["log2_fold_change"] < 0].sort_values(["log2_fold_change", "gene"], kind="stable")
-            head = order["gene_id"].head(k)
-            row.update(n_planted=len(targets), precision_at_k=float(head.isin(targets).sum() / k) if k else float("nan"), k=k)
+            head = called.sort_values(["log2_fold_change", "gene"], kind="stable")["gene_id"].head(k)
+            row.update(n_planted=len(planted.get(motif, set()) & genes), against=against, k=k,
+                       precision_at_k=float(head.isin(targets).sum() / k) if k else float("nan"))
         out.append(row)
     return pd.DataFrame(out)
 
@@ -223,9 +234,9 @@ def run(job, out: Path, options) -> list[Path]:
     motifs = motif_set(job, options)
     table = knockout(job, rows, motifs, regions=_regions(job, options["regions"]), batch_size=options["batch_size"])
     planted = planted_targets(job.dm.spec.root) or None
-    top = int(options["top"])
-    summ = summary(table, top, planted)
-    paths = [write_csv(out / "knockout.tsv", table, sep="\t"), write_csv(out / "knockout_ranked.tsv", ranked(table, top, planted), sep="\t"),
+    top, min_effect = int(options["top"]), float(options.get("min_effect") or 0.0)
+    summ = summary(table, top, planted, min_effect)
+    paths = [write_csv(out / "knockout.tsv", table, sep="\t"), write_csv(out / "knockout_ranked.tsv", ranked(table, top, planted, min_effect), sep="\t"),
              write_csv(out / "knockout_summary.tsv", summ, sep="\t")]
     paths.append(_plot(summ, out / "knockout_summary.png", title=f"{job.model}: motif knockout ({len(rows)} genes)"))
     logging.getLogger(__name__).info("%s: knockout of %d motifs over %d genes; %s", job.dir, len(motifs.names), len(rows),
