@@ -232,10 +232,17 @@ def test_the_dna_view_predicts_as_the_job_and_recomputes_only_edited_chunks(sg_j
 
         edited = predict_edited(view, batch, "dna", np.array([0]), knock, 1)
         again = predict_edited(view, batch, "dna", np.array([0]), knock, 1)
+
+        def other(x, lo, hi):  # another edit of the same chunk and the same window
+            x[:, :, 15_000:15_050] = 0
+            x[:, 0, 15_020] = 1  # one base of the 50 left as A: a different edit by one position
+
+        different = predict_edited(view, batch, "dna", np.array([0]), other, 1)
     finally:
         base.bottleneck = original
-    assert calls == [1], "one chunk recomputed, once: the second pass is the memo's"
+    assert calls == [1, 1], "one chunk recomputed per distinct edit, once: the repeated edit is the memo's"
     np.testing.assert_array_equal(edited, again)
+    assert different[0] != edited[0], "the memo tells edits of the same chunk apart"
     # the same edit through the base over the whole window, as a cache would hold it
     dna = batch.inputs["dna"][:1].clone()
     knock(dna, 0, 1)
@@ -261,6 +268,10 @@ def test_knockout_and_variants_run_on_a_separate_mode_job(sg_job, folder):
     motifs = MotifSet.load(folder / "motifs.meme", None, pvalue=1e-4)
     table = knockout(job, rows, motifs)
     assert len(table) == len(rows) * len(motifs.names)
+    # genes sharing a window are scanned once: the counts are each gene's own scan's
+    one = onehot_adapter(job).batch(rows[-1:])
+    own = np.bincount(motifs.scan_onehot(one.inputs["dna"]).motif, minlength=len(motifs.names))
+    assert table.loc[table.gene == rows[-1]].sort_values("motif")["n_hits"].tolist() == [own[motifs.names.index(m)] for m in sorted(motifs.names)]
     assert (table.loc[table.n_hits == 0, "delta"] == 0).all()
     assert np.isfinite(table["delta"]).all() and (table.n_hits > 0).any()
     view = onehot_adapter(job)

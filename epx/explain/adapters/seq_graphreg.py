@@ -21,8 +21,8 @@ reference (a chunk's bottleneck depends on that chunk alone), rounded to the cac
 the cached ones are, and reads the others from the cache. So an unedited input gives exactly
 the job's own prediction, and an edit costs one base forward per edited chunk plus one
 graph-head forward. Two exact memos keep repeated work out: a chunk's bottleneck by the
-digest of its bases, and a window's per-node counts by (window, digests of its edited
-chunks) — genes that share a window and an edit (a motif knockout of every hit in the
+digest of its bases, and a window's per-node counts by (window, digest of the edit: the
+positions whose one-hot differs from the reference and their new values) — genes that share a window and an edit (a motif knockout of every hit in the
 window) share one forward pass.
 """
 
@@ -189,13 +189,16 @@ class SeqGraphRegDNAView(SeqGraphRegAdapter):
         n, _, width = dna.shape
         k = width // self.chunk_bp
         per_chunk = dna.view(n, 4, k, self.chunk_bp)
-        changed = (per_chunk != ref.view(n, 4, k, self.chunk_bp)).any(dim=3).any(dim=1)  # (n, K)
+        diff = dna != ref  # (n, 4, W)
+        changed = diff.view(n, 4, k, self.chunk_bp).any(dim=3).any(dim=1)  # (n, K)
         out = []
         for g in range(n):
             edited = changed[g].nonzero().flatten().tolist()
             chunks = per_chunk[g].permute(1, 0, 2)[edited]  # (C, 4, chunk_bp)
-            digests = tuple(_digest(c) for c in chunks)
-            key = (tuple(extra["window"][g].tolist()), tuple(edited), digests)
+            # The window's reference is fixed by its id, so the edit is the sparse difference:
+            # its positions and new values (hashing them, not 1.6 MB per edited chunk)
+            at = diff[g].nonzero()
+            key = (tuple(extra["window"][g].tolist()), _digest(at), _digest(dna[g][tuple(at.T)]))
 
             def head(g=g, edited=edited, chunks=chunks):
                 b = extra["bottleneck"][g : g + 1].clone()
