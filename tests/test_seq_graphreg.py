@@ -244,7 +244,7 @@ def test_the_dna_view_predicts_as_the_job_and_recomputes_only_edited_chunks(sg_j
     np.testing.assert_array_equal(edited, again)
     assert different[0] != edited[0], "the memo tells edits of the same chunk apart"
     # the same edit through the base over the whole window, as a cache would hold it
-    dna = batch.inputs["dna"][:1].clone()
+    dna = batch.inputs["dna"][:1].float()
     knock(dna, 0, 1)
     with torch.no_grad():
         chunks = dna.view(1, 4, 3, 10_000).permute(0, 2, 1, 3).reshape(3, 4, 10_000)

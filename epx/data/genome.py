@@ -62,12 +62,12 @@ class GenomeSequence:
                     out[row, lo - start : hi - start] = seq[lo:hi]
         return out
 
-    def onehot(self, chroms, starts, length: int, reverse=None) -> np.ndarray:
+    def onehot(self, chroms, starts, length: int, reverse=None, dtype=np.float32) -> np.ndarray:
         codes = self.codes(chroms, starts, length)
         rev = np.zeros(codes.shape[0], bool) if reverse is None else np.asarray(reverse, dtype=bool)
         if rev.any():
             codes[rev] = codes[rev, ::-1]  # reversed here (uint8, cheap), complemented in the compare below
-        out = np.empty((codes.shape[0], 4, codes.shape[1]), np.float32)
+        out = np.empty((codes.shape[0], 4, codes.shape[1]), dtype)
         for base in range(4):
             # A reversed row matches the complement (3 - base): the one-hot of the reverse
             # complement without a lookup-table pass over the codes. N (4) matches nothing.

@@ -137,7 +137,7 @@ def _digest(t: Tensor) -> bytes:
 
 class SeqGraphRegDNAView(SeqGraphRegAdapter):
     """A separate-mode job from its DNA: input ``dna`` (N, 4, W) one-hot per base of the gene's
-    window; ``extra`` adds the cached ``bottleneck`` (N, 64, L), ``dna_ref`` (N, 4, W) bool (the
+    window (uint8); ``extra`` adds the cached ``bottleneck`` (N, 64, L), ``dna_ref`` (N, 4, W) uint8 (the
     reference one-hot) and ``window`` (N, 2) (split, window) ids (see the module docstring)."""
 
     input_names = ("dna",)
@@ -163,9 +163,12 @@ class SeqGraphRegDNAView(SeqGraphRegAdapter):
         inputs, extra = super()._fetch(dataset, positions)
         t = dataset.table
         window = self._gene_window(dataset)[positions]
-        dna = torch.from_numpy(dataset.genome.onehot(np.asarray(t.chrom, dtype=object)[window], t.start_bp[window], self.dm.inputs.window_bp))
+        # uint8, not float32: every edited copy of a 6 Mb window is cloned and compared with the
+        # reference (24 MB instead of 96 MB each); only the edited chunks become float for the base
+        dna = torch.from_numpy(dataset.genome.onehot(np.asarray(t.chrom, dtype=object)[window], t.start_bp[window], self.dm.inputs.window_bp,
+                                                     dtype=np.uint8))
         split = self._splits.index(next(name for name, ds in self.dm.datasets.items() if ds is dataset))
-        extra.update(bottleneck=inputs["bottleneck"], dna_ref=dna.bool(),
+        extra.update(bottleneck=inputs["bottleneck"], dna_ref=dna.clone(),
                      window=torch.as_tensor(np.stack([np.full(len(window), split), window], axis=1), dtype=torch.long))
         return {"dna": dna}, extra
 
@@ -179,7 +182,7 @@ class SeqGraphRegDNAView(SeqGraphRegAdapter):
         todo = [i for i, b in enumerate(out) if b is None]
         for lo in range(0, len(todo), self.base_batch):
             at = todo[lo : lo + self.base_batch]
-            fresh = self.base_net.bottleneck(chunks[at].to(self.device)).to(self.cache_dtype).float()
+            fresh = self.base_net.bottleneck(chunks[at].to(self.device, torch.float32)).to(self.cache_dtype).float()
             for i, b in zip(at, fresh):
                 out[i] = self._chunks.put(keys[i], b)
         return torch.stack(out)
