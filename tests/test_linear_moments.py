@@ -120,8 +120,13 @@ def test_lbfgs_fit_from_moments_matches_the_forward():
     own, own_loss = lbfgs_fit(True, x, y)
     assert own._moments is not None
     assert own_loss == pytest.approx(direct_loss, rel=1e-6)
-    torch.testing.assert_close(own.linear.weight, direct.linear.weight, rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(own.linear.bias, direct.linear.bias, rtol=1e-3, atol=1e-4)
+    # The features are collinear (one shared profile scaled per gene), so the ridge objective is
+    # flat along some weight directions: 150 L-BFGS iterations from float32 evaluations that round
+    # differently stop ~2e-4 apart there (seen on one CPU, not another). The fit is what must agree.
+    with torch.no_grad():
+        torch.testing.assert_close(own(x), direct(x), rtol=1e-4, atol=2e-3)
+    torch.testing.assert_close(own.linear.weight, direct.linear.weight, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(own.linear.bias, direct.linear.bias, rtol=1e-3, atol=1e-3)
 
 
 def test_cached_batches_are_not_part_of_the_model():
