@@ -144,8 +144,14 @@ def test_the_analysis_writes_the_table_and_annotated_vcf(job, small_synthetic, t
     options = with_defaults({"variants": {"vcf": str(small_synthetic / "variants.vcf"), "split": "test"}})["variants"]
     ANALYSES["variants"].check(job, options)
     paths = ANALYSES["variants"].run(job, tmp_path, options)
-    assert {p.name for p in paths} == {"variants.tsv", "variants_summary.tsv", "variants_ref_mismatch.tsv", "variants.vcf.gz"}
+    assert {p.name for p in paths} - {"variants.parquet"} == {"variants.tsv", "variants_summary.tsv", "variants_ref_mismatch.tsv", "variants.vcf.gz"}
     table = pd.read_csv(tmp_path / "variants.tsv", sep="\t")
+    try:
+        import pyarrow  # noqa: F401  (the dev extra installs it)
+    except ImportError:
+        assert "variants.parquet" not in {p.name for p in paths}
+    else:  # the same table, typed
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "variants.parquet"), table, check_dtype=False)
     out = list(pysam.VariantFile(str(tmp_path / "variants.vcf.gz")))
     status = pd.Series([r.info["EPX_STATUS"] for r in out])
     assert set(status) == {"scored", "ref_mismatch", "outside_windows"} and (status == "scored").sum() == table["record"].nunique()

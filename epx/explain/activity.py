@@ -60,7 +60,7 @@ from matplotlib.figure import Figure
 
 from epx.constants import CELLS, MARKS
 from epx.errors import InputError
-from epx.io.atomic import atomic_write, write_csv
+from epx.io.atomic import atomic_write, write_table
 from epx.io.figures import save_png
 
 log = logging.getLogger(__name__)
@@ -318,20 +318,6 @@ def plot_profiles(activity: MarkActivity, path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- outputs
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> list[Path]:
-    """``path`` as TSV, and beside it as Parquet when pyarrow is installed."""
-    written = [write_csv(path, frame, sep="\t")]
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return written
-    parquet = path.with_suffix(".parquet")
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    written.append(atomic_write(parquet, lambda h: h.write(buffer.getvalue()), binary=True))
-    return written
 
 
 def write_activity(activities: Sequence[MarkActivity], out_dir: str | Path) -> dict[str, Path]:

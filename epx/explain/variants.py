@@ -187,7 +187,7 @@ def check(job, options) -> None:
 def run(job, out, options) -> list:
     import logging
 
-    from epx.io.atomic import write_csv
+    from epx.io.atomic import write_csv, write_table
     from epx.io.vcf import read_snvs, write_annotated
 
     rows = job.rows(options["split"])
@@ -196,7 +196,7 @@ def run(job, out, options) -> list:
     snvs = read_snvs(options["vcf"], job.chrom_sizes(), multiallelic=options["multiallelic"])
     result = score_variants(job, snvs, rows, batch_size=options["batch_size"])
     counts = {**result.counts, "unknown_chroms": ",".join(snvs.unknown_chroms)}
-    paths = [write_csv(out / "variants.tsv", result.table, sep="\t"),
+    paths = [*write_table(result.table, out / "variants.tsv"),  # + variants.parquet with pyarrow
              write_csv(out / "variants_summary.tsv", pd.DataFrame({"count": list(counts), "value": list(counts.values())}), sep="\t"),
              write_csv(out / "variants_ref_mismatch.tsv", result.mismatches, sep="\t")]
     paths.append(write_annotated(options["vcf"], out / "variants.vcf.gz", annotations(result.table), info_id="EPX",

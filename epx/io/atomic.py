@@ -6,7 +6,9 @@ Contract:
   ``path`` (``os.replace``, atomic on POSIX); when it raises, the temp file is removed and
   ``path`` is untouched. Use it for writers that want a file name (pyBigWig, h5py, gzip).
 - ``atomic_write(path, write, binary=False)`` calls ``write(handle)`` on an open temp file.
-- ``write_text``, ``write_json``, ``write_csv`` are the common cases.
+- ``write_text``, ``write_json``, ``write_csv`` are the common cases; ``write_table(frame,
+  path)`` writes ``path`` as TSV and, when pyarrow is installed (``pip install epx[parquet]``),
+  the same table beside it as ``.parquet`` (typed columns, for pandas / polars / R arrow).
 - ``stale_temps(path)`` lists temp files of ``path`` left by a killed writer; only a caller
   that holds a lock on ``path`` may delete them (another process may be writing one).
 
@@ -131,3 +133,17 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv: Any) -> Path:
     return atomic_write(path, lambda h: frame.to_csv(h, index=False, **to_csv))
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> list[Path]:
+    written = [write_csv(path, frame, sep="\t")]
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return written
+    import io
+
+    buffer = io.BytesIO()  # serialised first: a failing conversion leaves no partial file
+    frame.to_parquet(buffer, index=False)
+    written.append(atomic_write(Path(path).with_suffix(".parquet"), lambda h: h.write(buffer.getvalue()), binary=True))
+    return written
