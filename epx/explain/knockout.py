@@ -79,9 +79,8 @@ def _scan(motifs: MotifSet, x: torch.Tensor, layout, memo: dict) -> Hits:
             if len(memo) >= SCAN_MEMO:
                 memo.pop(next(iter(memo)))
             memo[key] = motifs.scan_onehot(x[g : g + 1])
-        one = memo[key]
-        parts.append(Hits(np.full(len(one), g, np.int64), one.start, one.width, one.motif, one.strand, one.score))
-    return Hits(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("batch", "start", "width", "motif", "strand", "score")))
+        parts.append(memo[key].as_batch(g))
+    return Hits.concat(parts)
 
 
 def knockout(job, rows, motifs: MotifSet, *, regions: pd.DataFrame | None = None, batch_size: int | None = None) -> pd.DataFrame:
@@ -157,13 +156,12 @@ def summary(table: pd.DataFrame, top: int = 100, planted: dict[str, set] | None 
                "min_log2_fold_change": float(part["log2_fold_change"].min())}
         if planted is not None:
             genes = set(part["gene_id"])
-            targets, against = planted.get(motif, set()) & genes, "own"
-            if not targets:  # it drives nothing here: do its calls look like a driver's?
-                targets = set().union(*(v for m, v in planted.items() if m != motif)) & genes
-                against = "any driver"
+            own = planted.get(motif, set()) & genes
+            # a motif that drives nothing here: do its calls look like a driver's?
+            targets = own or set().union(*(v for m, v in planted.items() if m != motif)) & genes
             k = min(int(top), len(targets))
             head = called.sort_values(["log2_fold_change", "gene"], kind="stable")["gene_id"].head(k)
-            row.update(n_planted=len(planted.get(motif, set()) & genes), against=against, k=k,
+            row.update(n_planted=len(own), against="own" if own else "any driver", k=k,
                        precision_at_k=float(head.isin(targets).sum() / k) if k else float("nan"))
         out.append(row)
     return pd.DataFrame(out)
@@ -254,7 +252,7 @@ def run(job, out: Path, options) -> list[Path]:
     motifs = motif_set(job, options)
     table = knockout(job, rows, motifs, regions=_regions(job, options["regions"]), batch_size=options["batch_size"])
     planted = planted_targets(job.dm.spec.root) or None
-    top, min_effect = int(options["top"]), float(options.get("min_effect") or 0.0)
+    top, min_effect = int(options["top"]), float(options["min_effect"])
     summ = summary(table, top, planted, min_effect)
     paths = [write_csv(out / "knockout.tsv", table, sep="\t"), write_csv(out / "knockout_ranked.tsv", ranked(table, top, planted, min_effect), sep="\t"),
              write_csv(out / "knockout_summary.tsv", summ, sep="\t")]

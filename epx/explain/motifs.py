@@ -30,7 +30,7 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,15 @@ class Hits:
         return len(self.start)
 
     def take(self, keep) -> Hits:
-        return Hits(*(getattr(self, f)[keep] for f in ("batch", "start", "width", "motif", "strand", "score")))
+        return Hits(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+    def as_batch(self, b: int) -> Hits:
+        """These hits, all in row ``b`` of a batch."""
+        return replace(self, batch=np.full(len(self), b, np.int64))
+
+    @staticmethod
+    def concat(parts: Sequence[Hits]) -> Hits:
+        return Hits(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Hits)))
 
 
 def _tail(lo: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, int]:

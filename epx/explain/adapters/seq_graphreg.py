@@ -22,8 +22,8 @@ the cached ones are, and reads the others from the cache. So an unedited input g
 the job's own prediction, and an edit costs one base forward per edited chunk plus one
 graph-head forward. Two exact memos keep repeated work out: a chunk's bottleneck by the
 digest of its bases, and a window's per-node counts by (window, digest of the edit: the
-positions whose one-hot differs from the reference and their new values) — genes that share a window and an edit (a motif knockout of every hit in the
-window) share one forward pass.
+positions whose one-hot differs from the reference and their new values) — genes that
+share a window and an edit (a motif knockout of every hit in the window) share one pass.
 """
 
 from __future__ import annotations
@@ -193,19 +193,18 @@ class SeqGraphRegDNAView(SeqGraphRegAdapter):
         k = width // self.chunk_bp
         per_chunk = dna.view(n, 4, k, self.chunk_bp)
         diff = dna != ref  # (n, 4, W)
-        changed = diff.view(n, 4, k, self.chunk_bp).any(dim=3).any(dim=1)  # (n, K)
         out = []
         for g in range(n):
-            edited = changed[g].nonzero().flatten().tolist()
-            chunks = per_chunk[g].permute(1, 0, 2)[edited]  # (C, 4, chunk_bp)
             # The window's reference is fixed by its id, so the edit is the sparse difference:
-            # its positions and new values (hashing them, not 1.6 MB per edited chunk)
+            # its positions and new values (hashing them, not every edited chunk's bases)
             at = diff[g].nonzero()
             key = (tuple(extra["window"][g].tolist()), _digest(at), _digest(dna[g][tuple(at.T)]))
 
-            def head(g=g, edited=edited, chunks=chunks):
+            def head(g=g):  # on a memo miss only: the edited chunks are copied out here
+                edited = diff[g].view(4, k, self.chunk_bp).any(dim=2).any(dim=0).nonzero().flatten().tolist()
                 b = extra["bottleneck"][g : g + 1].clone()
                 if edited:
+                    chunks = per_chunk[g].permute(1, 0, 2)[edited]  # (C, 4, chunk_bp)
                     b.view(1, b.shape[1], k, -1)[0, :, edited, :] = self._chunk_bottleneck(chunks).permute(1, 0, 2)
                 one = {name: t[g : g + 1] for name, t in extra.items()}
                 return self.net(bottleneck=b, edge_index=self.edge_index(one))[0]
