@@ -255,6 +255,27 @@ def test_the_dna_view_predicts_as_the_job_and_recomputes_only_edited_chunks(sg_j
     np.testing.assert_allclose(edited, direct, rtol=1e-6)
 
 
+def test_genes_whose_tss_node_has_no_sequence_are_counted_and_named(caplog):
+    from types import SimpleNamespace
+
+    from epx.data.genome import GenomeSequence
+    from epx.data.inputs.seq_graphreg import report_unsequenced, unsequenced_genes
+
+    codes = np.zeros(40_000, np.uint8)
+    codes[10_000:20_000] = 4  # a 10 kb assembly gap: node 2 and 3 of a window at 0
+    genome = GenomeSequence({"chr1": codes})
+    # two windows of chr1 (at 0 and at -10 kb, past the start: N there), genes at local nodes
+    table = SimpleNamespace(chrom=["chr1", "chr1"], start_bp=np.array([0, -10_000]), n_genes=np.array([3, 1]),
+                            gene_node=np.array([1, 2, 3, 0]), gene=np.array([0, 1, 2, 3]))
+    assert unsequenced_genes(genome, table, node_bp=5_000).tolist() == [False, True, True, True]
+    genes = pd.DataFrame({"gene_id": ["g0", "g1", "g2", "g3"], "chrom": "chr1", "tss": [7_000, 12_000, 17_000, 0]})
+    with caplog.at_level("WARNING", logger="epx.data.inputs.seq_graphreg"):
+        n = report_unsequenced(SimpleNamespace(genome=genome, genes=genes), table, node_bp=5_000, split="test")
+    assert n == 3
+    message = " ".join(r.getMessage() for r in caplog.records)
+    assert "3 of 4 genes have no sequence" in message and "g1 (chr1:12000)" in message and "g0" not in message
+
+
 def test_knockout_and_variants_run_on_a_separate_mode_job(sg_job, folder):
     from epx.explain.job import ExplainJob
     from epx.explain.knockout import knockout

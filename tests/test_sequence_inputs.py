@@ -88,8 +88,10 @@ def test_chunks_tile_chromosomes_and_hold_each_gene_once():
     assert target[1] == pytest.approx(np.log2(52 + 1))
 
 
-def test_gaps_without_genes_are_left_out():
-    ds = SequenceChunks(chunk_bp=CHUNK, max_n_fraction=0.5)(_context(_genome(gap=True)), np.arange(4))
+def test_gaps_without_genes_are_left_out(caplog):
+    with caplog.at_level("INFO", logger="epx.data.inputs.sequence"):
+        ds = SequenceChunks(chunk_bp=CHUNK, max_n_fraction=0.5)(_context(_genome(gap=True)), np.arange(4))
+    assert any("left out (more than 50% N, no TSS" in r.getMessage() for r in caplog.records), "the left-out chunks are counted"
     assert ("chr1", 2000) not in list(zip(ds.table.chrom, ds.table.start.tolist()))
     assert sorted(ds.table.gene.tolist()) == [0, 1, 2, 3]
 

@@ -28,6 +28,9 @@ Both batches also carry GraphReg's ``y`` (B, S), ``has_tss``/``has_contact`` (B,
 ``gene``, ``gene_pos`` (into the flattened (B * N) nodes) and ``gene_target``, read by
 ``epx.train.counts.PoissonCounts``. Windows are genomic (never reverse-complemented).
 
+A gene whose TSS node is all N (an assembly gap, or a FASTA of another assembly) is counted
+and named in one warning per split (``report_unsequenced``), before any bottleneck is computed.
+
 Windows must be whole chunks: ``window_bp``, ``step_bp`` and the flank ``(window_bp -
 step_bp) / 2`` multiples of the chunk (the base's ``chunk_bp`` in separate mode), so a window
 is consecutive chunks of the chromosome's chunk grid and overlapping windows share chunks.
@@ -51,6 +54,7 @@ from epx.data.inputs.context import DataContext
 from epx.data.inputs.graphreg.tiling import NODE_BP, STEP_BP, WINDOW_BP
 from epx.data.inputs.graphreg.windows import GraphRegInputs, WindowTable
 from epx.data.inputs.protocol import GeneIntervals, whole_dataset
+from epx.io.fasta import N_CODE
 from epx.data.inputs.seq_base_job import open_base
 from epx.errors import InputError
 
@@ -101,10 +105,37 @@ class _Windows:
         """Each gene's window, as Epi-GraphReg's (``GraphRegInputs.intervals``)."""
         return self.windows.intervals(genes, base_bp=base_bp)
 
-    def table(self, context: DataContext, rows: np.ndarray, tracks) -> WindowTable:
+    def table(self, context: DataContext, rows: np.ndarray, tracks, split: str) -> WindowTable:
         sources = {"tracks": tracks, "contacts": context.interactions}
         shim = DataContext(context.genes, context.cell, context.marks, context.target_column, sources, cage=context.cage)
-        return self.windows(shim, rows).table
+        table = self.windows(shim, rows).table
+        report_unsequenced(context, table, node_bp=self.node_bp, split=split)
+        return table
+
+
+def unsequenced_genes(genome, table: WindowTable, *, node_bp: int) -> np.ndarray:
+    """(G,) bool: the table's genes whose TSS node (``node_bp`` bases) is all N in ``genome``."""
+    window = np.repeat(np.arange(len(table.chrom)), table.n_genes)
+    starts = np.asarray(table.start_bp, np.int64)[window] + table.gene_node * node_bp
+    chroms = np.asarray(table.chrom, dtype=object)[window]
+    out = np.zeros(len(window), bool)
+    for lo in range(0, len(window), 1024):  # 5 MB of codes per block
+        out[lo : lo + 1024] = (genome.codes(chroms[lo : lo + 1024], starts[lo : lo + 1024], node_bp) == N_CODE).all(axis=1)
+    return out
+
+
+def report_unsequenced(context: DataContext, table: WindowTable, *, node_bp: int, split: str) -> int:
+    """Count (and log, naming the first few) the genes whose TSS node has no sequence: an assembly
+    gap under the gene, or a FASTA that does not match the gene table. They are kept (their
+    window's other nodes may carry sequence), but their prediction rests on no DNA of their own."""
+    missing = unsequenced_genes(context.genome, table, node_bp=node_bp)
+    if missing.any():
+        genes = context.genes.iloc[table.gene[missing]]
+        named = ", ".join(f"{g} ({c}:{t})" for g, c, t in zip(genes["gene_id"][:5], genes["chrom"][:5], genes["tss"][:5]))
+        log.warning("Seq-GraphReg %s: %d of %d genes have no sequence (all N) in the %d bp node of their TSS: %s%s. Their "
+                    "prediction reads no DNA there; check that the FASTA (genome.fa) is the gene table's assembly and covers them",
+                    split, int(missing.sum()), len(missing), node_bp, named, ", ..." if missing.sum() > 5 else "")
+    return int(missing.sum())
 
 
 class SeqWindowDataset(Dataset):
@@ -241,7 +272,7 @@ class SeqGraphRegInputs(_Windows):
         rows = np.asarray(rows, np.int64)
         self.check_split(context, rows, split)
         genome = context.genome
-        table = self.table(context, rows, _GenomeLengths(genome, self.bin_bp))
+        table = self.table(context, rows, _GenomeLengths(genome, self.bin_bp), split)
         computed = self.ensure(genome, table)
         log.info("Seq-GraphReg %s: %d windows, %d chunk bottlenecks computed (the rest cached in %s)", split, len(table.chrom),
                  computed, self.cache.path)
@@ -306,6 +337,6 @@ class SeqGraphRegEndToEndInputs(_Windows):
         return ("A", "C", "G", "T")
 
     def __call__(self, context: DataContext, rows: np.ndarray, *, split: str = "train") -> OneHotWindows:
-        table = self.table(context, np.asarray(rows, np.int64), context.tracks)
+        table = self.table(context, np.asarray(rows, np.int64), context.tracks, split)
         return OneHotWindows(table, genome=context.genome, tracks=context.tracks, window_bp=self.window_bp,
                              node_bp=self.node_bp, bin_bp=self.bin_bp)

@@ -9,7 +9,7 @@ the job's ``mark`` selects the tracks to predict, e.g. ``mark=H3K4me3+H3K27ac``)
 Chunks tile every chromosome of the split's genes from position 0 in steps of ``chunk_bp``
 (the last chunk runs past the end, read as N and zero signal), so every 100 bp bin of a
 held-out chromosome is predicted once, gene or no gene; chunks with more than
-``max_n_fraction`` N bases and no TSS (assembly gaps, centromeres) are left out. Folds hold
+``max_n_fraction`` N bases and no TSS (assembly gaps, centromeres) are left out (counted in the log). Folds hold
 out whole chromosomes, which is what keeps test sequence out of training (a ``column`` fold
 scheme that splits a chromosome would put its chunks in two splits: use a whole-chromosome
 scheme for sequence models).
@@ -33,6 +33,8 @@ from torch's global generator, so a seeded job is reproducible.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,8 @@ from epx.io.naming import chrom_sort_key
 
 N_CODE = 4  # the genome source's code for N and every other IUPAC letter
 BASES = ("A", "C", "G", "T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -170,7 +174,7 @@ class SequenceChunks:
     def chunk_table(self, context: DataContext, rows: np.ndarray) -> ChunkTable:
         genes = context.genes.iloc[rows]
         genome = context.genome
-        chroms, starts, gene_parts, bin_parts, counts = [], [], [], [], []
+        chroms, starts, gene_parts, bin_parts, counts, left_out = [], [], [], [], [], 0
         for chrom in sorted(pd.unique(genes["chrom"]), key=chrom_sort_key):
             on = genes["chrom"].to_numpy() == chrom
             tss = genes["tss"].to_numpy(np.int64)[on]
@@ -180,12 +184,16 @@ class SequenceChunks:
             n_genes = np.bincount(chunk_of, minlength=n_chunks)
             keep = (n_genes > 0) | (self._n_fraction(genome, chrom, n_chunks) <= self.max_n_fraction)
             kept = np.flatnonzero(keep)
+            left_out += n_chunks - len(kept)
             order = np.argsort(chunk_of, kind="stable")
             chroms += [chrom] * len(kept)
             starts.append(kept * self.chunk_bp)
             gene_parts.append(np.asarray(rows)[on][order])
             bin_parts.append((tss[order] - chunk_of[order] * self.chunk_bp) // self.bin_bp)
             counts.append(n_genes[kept])
+        if left_out:
+            log.info("sequence chunks: %d of %d left out (more than %.0f%% N, no TSS: assembly gaps, centromeres, chromosome ends)",
+                     left_out, left_out + len(chroms), 100 * self.max_n_fraction)
         cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
         return ChunkTable(np.asarray(chroms, dtype=object), cat(starts, np.int64), cat(gene_parts, np.int64),
                           cat(bin_parts, np.int64), cat(counts, np.int64))
